@@ -1,0 +1,41 @@
+"""gpudesk's entries in the command palette (`:` or ctrl+p)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from gpudesk.app.app import GpudeskApp
+
+
+class GpudeskCommands(Provider):
+    def _commands(self) -> list[tuple[str, str, object]]:
+        app = cast("GpudeskApp", self.app)
+        screen = app.screen
+        cmds: list[tuple[str, str, object]] = [
+            ("help", "Show every key binding", app.action_help),
+            ("quit", "Quit gpudesk", app.action_quit),
+        ]
+        add = getattr(screen, "action_add_host", None)
+        if add is not None:
+            cmds.insert(0, ("add host", "Add a GPU host to the inventory", add))
+        for name in app.models:
+            cmds.append((f"open {name}", f"Open host {name}", partial(app.open_host, name)))
+            cmds.append(
+                (f"reconnect {name}", f"Reconnect to {name}", partial(app.retry_host, name))
+            )
+        return cmds
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)  # type: ignore[arg-type]
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)  # type: ignore[arg-type]

@@ -1,0 +1,26 @@
+"""Messages that workers post to the app; handlers turn them into widget state."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from gpudesk.remote.engine import EngineInfo
+from gpudesk.remote.ssh import ConnStatus
+
+
+class HostStatus(Message):
+    """A host's connection changed state or measured a new latency."""
+
+    def __init__(self, status: ConnStatus) -> None:
+        super().__init__()
+        self.status = status
+
+
+class EngineStatus(Message):
+    """The Docker engine of a host answered (``info``) or could not be reached (``error``)."""
+
+    def __init__(self, host: str, info: EngineInfo | None, error: str | None) -> None:
+        super().__init__()
+        self.host = host
+        self.info = info
+        self.error = error

@@ -1,0 +1,200 @@
+"""The Fleet screen: one row per host with its state, latency and engine, live."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, cast
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from gpudesk.app.modals.add_host import AddHostModal
+from gpudesk.app.modals.confirm import ConfirmModal
+from gpudesk.app.modals.host_key import HostKeyModal
+from gpudesk.app.widgets.host_table import COLUMNS, host_cells
+from gpudesk.remote.ssh import ConnState
+
+if TYPE_CHECKING:
+    from gpudesk.app.app import GpudeskApp
+
+
+class FleetScreen(Screen[None]):
+    BINDINGS = [
+        Binding("a", "add_host", "Add host"),
+        Binding("enter", "open_host", "Open", show=True),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("r", "retry", "Reconnect"),
+        Binding("ctrl+d", "remove_host", "Remove host"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter_text = ""
+        self._asked_keys: set[str] = set()
+
+    @property
+    def gapp(self) -> GpudeskApp:
+        return cast("GpudeskApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="fleet-summary")
+        table: DataTable[Text | str] = DataTable(id="hosts", cursor_type="row", zebra_stripes=True)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+        yield Input(placeholder="filter hosts (regex; ! inverts)", id="filter", classes="hidden")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.rebuild()
+        self.query_one("#hosts", DataTable).focus()
+
+    # ------------------------------------------------------------------ rendering
+
+    def _matches(self, name: str) -> bool:
+        pattern = self.filter_text
+        if not pattern:
+            return True
+        invert = pattern.startswith("!")
+        pattern = pattern[1:] if invert else pattern
+        model = self.gapp.models[name]
+        haystack = f"{name} {model.host.destination} {model.status.state.value}"
+        try:
+            found = re.search(pattern, haystack, re.IGNORECASE) is not None
+        except re.error:
+            found = pattern.lower() in haystack.lower()
+        return found != invert
+
+    def rebuild(self) -> None:
+        table = self.query_one("#hosts", DataTable)
+        with self.app.batch_update():
+            table.clear()
+            for name, model in self.gapp.models.items():
+                if self._matches(name):
+                    table.add_row(*host_cells(model), key=name)
+        self.update_summary()
+
+    def refresh_host(self, name: str) -> None:
+        table = self.query_one("#hosts", DataTable)
+        model = self.gapp.models.get(name)
+        present = name in table.rows
+        if model is None or present != self._matches(name):
+            self.rebuild()
+            return
+        if present:
+            with self.app.batch_update():
+                for (key, _), value in zip(COLUMNS, host_cells(model), strict=True):
+                    table.update_cell(name, key, value)
+        self.update_summary()
+        if (
+            model.status.state is ConnState.HOST_KEY_UNKNOWN
+            and name not in self._asked_keys
+            and self.app.screen is self
+        ):
+            self._asked_keys.add(name)
+            self.ask_host_key(name)
+
+    def update_summary(self) -> None:
+        models = list(self.gapp.models.values())
+        connected = sum(m.status.state is ConnState.CONNECTED for m in models)
+        attention = sum(m.status.state.needs_user for m in models)
+        parts = [f"{len(models)} hosts", f"{connected} connected"]
+        if attention:
+            parts.append(f"{attention} need attention")
+        if self.filter_text:
+            parts.append(f"filter: {self.filter_text}")
+        self.query_one("#fleet-summary", Static).update(" · ".join(parts))
+
+    # ------------------------------------------------------------------ actions
+
+    def _selected(self) -> str | None:
+        table = self.query_one("#hosts", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return str(key.value) if key.value is not None else None
+
+    def action_add_host(self) -> None:
+        self.app.push_screen(AddHostModal(self.gapp.fleet.inventory), self._added)
+
+    def _added(self, host: object) -> None:
+        if host is not None:
+            self.gapp.add_host(host)  # type: ignore[arg-type]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open_host()
+
+    def action_open_host(self) -> None:
+        name = self._selected()
+        if name is None:
+            return
+        model = self.gapp.models[name]
+        if model.status.state is ConnState.HOST_KEY_UNKNOWN:
+            self.ask_host_key(name)
+            return
+        self.gapp.open_host(name)
+
+    def ask_host_key(self, name: str) -> None:
+        model = self.gapp.models[name]
+
+        def answered(accepted: bool | None) -> None:
+            if accepted:
+                self.gapp.accept_host_key(name)
+
+        self.app.push_screen(HostKeyModal(model.host, model.status), answered)
+
+    def action_retry(self) -> None:
+        name = self._selected()
+        if name is not None:
+            self.gapp.retry_host(name)
+            self.notify(f"Reconnecting to {name}…")
+
+    def action_remove_host(self) -> None:
+        name = self._selected()
+        if name is None:
+            return
+        model = self.gapp.models[name]
+        if model.host.builtin:
+            self.notify(f"{name} is built in and cannot be removed.", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.gapp.remove_host(name)
+
+        self.app.push_screen(
+            ConfirmModal(
+                f"Remove host {name} ({model.host.destination}) from gpudesk?",
+                "Only the inventory entry goes; containers, workspaces and runs on the host stay.",
+                confirm="Remove",
+            ),
+            answered,
+        )
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.value = self.filter_text
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.filter_text = event.value
+            self.rebuild()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.query_one("#hosts", DataTable).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.add_class("hidden")
+        self.filter_text = ""
+        self.rebuild()
+        self.query_one("#hosts", DataTable).focus()

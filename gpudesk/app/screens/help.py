@@ -1,0 +1,55 @@
+"""`?`: every key binding of the screen underneath and of the app, in one list."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+GLOBAL_NOTES = [
+    ("ctrl+p", "Command palette (also `:`)"),
+    ("tab / shift+tab", "Move focus"),
+    ("mouse", "Click rows and buttons; scroll with the wheel"),
+]
+
+
+def binding_rows(screen: Screen[object]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for node in (screen, screen.app):
+        for binding in node.BINDINGS:
+            if not isinstance(binding, Binding):
+                continue
+            key = binding.key_display or binding.key
+            if key in seen or not binding.description:
+                continue
+            seen.add(key)
+            rows.append((key, binding.description))
+    return rows + GLOBAL_NOTES
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close"),
+        Binding("q", "dismiss", "Close", show=False),
+    ]
+
+    def __init__(self, under: Screen[object]) -> None:
+        super().__init__()
+        self.under = under
+
+    def compose(self) -> ComposeResult:
+        rows = binding_rows(self.under)
+        width = max(len(k) for k, _ in rows)
+        lines = [f"[b]{k.ljust(width)}[/b]  {d}" for k, d in rows]
+        title = getattr(self.under, "TITLE", None) or type(self.under).__name__
+        with VerticalScroll(id="help-box"):
+            yield Static(f"[b]Keys: {title}[/b]\n", id="help-title")
+            yield Static("\n".join(lines), id="help-keys")
+            yield Static("\n[dim]esc or ? closes this help[/dim]")
+
+    def action_dismiss(self, result: None = None) -> None:  # type: ignore[override]
+        self.dismiss(None)

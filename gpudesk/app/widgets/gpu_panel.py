@@ -1,0 +1,238 @@
+"""Live GPU widgets. Dumb: they render the samples and history they are given, no IO."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from gpudesk.remote.gpu.sample import (
+    DriverState,
+    GpuDevice,
+    GpuProcess,
+    GpuSample,
+    summarize,
+)
+from gpudesk.remote.gpu.stream import GpuHistory
+
+HOT_C = 80.0
+MEM_FULL_PERCENT = 90.0
+BAR_WIDTH = 10
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+_MIB = 1024 * 1024
+NA = "N/A"
+
+
+def bar(percent: float | None, width: int = BAR_WIDTH) -> str:
+    """A text bar like ``████▌░░░░░`` for a percentage (``N/A`` padded when unknown)."""
+    if percent is None:
+        return NA.center(width)
+    filled = max(0.0, min(1.0, percent / 100.0)) * width
+    full = int(filled)
+    half = "▌" if filled - full >= 0.5 and full < width else ""
+    return ("█" * full + half).ljust(width, "░")
+
+
+def sparkline(values: list[float | None], top: float = 100.0) -> str:
+    """One character per value; ``None`` (no data / gap) is a space."""
+    out = []
+    for value in values:
+        if value is None:
+            out.append(" ")
+        else:
+            level = max(0.0, min(1.0, value / top))
+            out.append(SPARK_CHARS[min(len(SPARK_CHARS) - 1, int(level * len(SPARK_CHARS)))])
+    return "".join(out)
+
+
+def _pct(value: float | None) -> str:
+    return f"{value:3.0f}%" if value is not None else " N/A"
+
+
+class UtilSpark(Widget):
+    """Sparkline of one GPU's recent utilisation, as wide as the widget; gaps are blank."""
+
+    DEFAULT_CSS = """
+    UtilSpark { height: 1; width: 1fr; color: $success; }
+    """
+
+    def __init__(self, *, classes: str | None = None) -> None:
+        super().__init__(classes=classes)
+        self._history: GpuHistory | None = None
+        self._index = 0
+
+    def set_data(self, history: GpuHistory, index: int) -> None:
+        self._history = history
+        self._index = index
+        self.refresh()
+
+    def render(self) -> Text:
+        width = self.size.width
+        if self._history is None or width <= 0:
+            return Text("")
+        return Text(sparkline(self._history.series(self._index, width)))
+
+
+class GpuRow(Horizontal):
+    """One GPU: name, utilisation and memory bars, temperature, power, ECC, sparkline."""
+
+    DEFAULT_CSS = """
+    GpuRow { height: 1; width: 1fr; }
+    GpuRow > Static { padding-right: 1; }
+    GpuRow > .gpu-name { width: 24; text-overflow: ellipsis; text-wrap: nowrap; }
+    GpuRow > .gpu-util { width: 17; color: $success; }
+    GpuRow > .gpu-mem { width: 22; color: $success; }
+    GpuRow > .gpu-mem.-mem-full { color: $warning; text-style: bold; }
+    GpuRow > .gpu-temp { width: 7; }
+    GpuRow > .gpu-temp.-hot { color: $error; text-style: bold; }
+    GpuRow > .gpu-power { width: 8; }
+    GpuRow > .gpu-ecc { width: 8; }
+    GpuRow > .gpu-ecc.-ecc { color: $error; text-style: bold; }
+    GpuRow > UtilSpark { margin-left: 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name_label = Static(classes="gpu-name")
+        self.util = Static(classes="gpu-util")
+        self.mem = Static(classes="gpu-mem")
+        self.temp = Static(classes="gpu-temp")
+        self.power = Static(classes="gpu-power")
+        self.ecc = Static(classes="gpu-ecc")
+        self.spark = UtilSpark()
+
+    def compose(self) -> ComposeResult:
+        yield self.name_label
+        yield self.util
+        yield self.mem
+        yield self.temp
+        yield self.power
+        yield self.ecc
+        yield self.spark
+
+    def show(self, gpu: GpuDevice, history: GpuHistory) -> None:
+        name = (gpu.name or NA).removeprefix("NVIDIA ")
+        if gpu.mig_enabled:
+            name += " [MIG]"
+        self.name_label.update(f"{gpu.index:>2} {name}")
+        self.util.update(f"{bar(gpu.util_gpu)} {_pct(gpu.util_gpu)}")
+        mem = gpu.mem_percent
+        used = f"{gpu.mem_used / 1024**3:.0f}G" if gpu.mem_used is not None else NA
+        self.mem.update(f"{bar(mem)} {_pct(mem)} {used:>4}")
+        self.mem.set_class(mem is not None and mem >= MEM_FULL_PERCENT, "-mem-full")
+        temp = gpu.temperature
+        self.temp.update(f"{temp:3.0f}°C" if temp is not None else "  N/A")
+        self.temp.set_class(temp is not None and temp >= HOT_C, "-hot")
+        self.power.update(f"{gpu.power_draw:5.0f}W" if gpu.power_draw is not None else "  N/A")
+        errors = gpu.ecc_errors
+        self.ecc.update(f"ECC {errors}" if errors else "")
+        self.ecc.set_class(bool(errors), "-ecc")
+        self.spark.set_data(history, gpu.index)
+
+
+class GpuPanel(Vertical):
+    """One row per GPU of a host's latest sample, plus its state and a summary line."""
+
+    DEFAULT_CSS = """
+    GpuPanel { height: auto; }
+    GpuPanel > #gpu-banner {
+        display: none; width: 1fr; content-align: center middle;
+        background: $warning; color: $text; text-style: bold;
+    }
+    GpuPanel.-simulated > #gpu-banner { display: block; }
+    GpuPanel > #gpu-message { display: none; color: $error; }
+    GpuPanel.-driver-problem > #gpu-message { display: block; }
+    GpuPanel > #gpu-summary { color: $text-muted; }
+    GpuPanel > #gpu-rows { height: auto; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.banner = Static("SIMULATED: these GPUs are fake", id="gpu-banner")
+        self.message_label = Static(id="gpu-message")
+        self.summary = Static("waiting for GPU samples…", id="gpu-summary")
+        self.rows_box = Vertical(id="gpu-rows")
+        self.rows: list[GpuRow] = []
+
+    def compose(self) -> ComposeResult:
+        yield self.banner
+        yield self.message_label
+        yield self.summary
+        yield self.rows_box
+
+    def show(self, sample: GpuSample, history: GpuHistory) -> None:
+        """Update in place; rows are only rebuilt when the number of GPUs changes."""
+        self.set_class(sample.simulated, "-simulated")
+        problem = sample.driver_state is not DriverState.OK
+        self.set_class(problem, "-driver-problem")
+        self.message_label.update(
+            f"{sample.driver_state.value}: {sample.message}" if problem else sample.message
+        )
+        summary = summarize(sample)
+        hottest = f"{summary.hottest:.0f}°C" if summary.hottest is not None else NA
+        memory = (
+            f"{summary.mem_used / 1024**3:.0f}/{summary.mem_total / 1024**3:.0f} GiB"
+            if summary.mem_total
+            else NA
+        )
+        self.summary.update(
+            f"{sample.hostname}: {summary.count} GPUs, {summary.free} free, "
+            f"{summary.busy} busy · memory {memory} · hottest {hottest}"
+            + (f" · driver {sample.driver_version}" if sample.driver_version else "")
+        )
+        if len(self.rows) != len(sample.gpus):
+            self.rows_box.remove_children()
+            self.rows = [GpuRow() for _ in sample.gpus]
+            if self.rows:
+                self.rows_box.mount_all(self.rows)
+        for row, gpu in zip(self.rows, sample.gpus, strict=True):
+            row.show(gpu, history)
+
+
+def _process_cells(proc: GpuProcess) -> tuple[int, int, str, str, str, str]:
+    container = proc.container_name or (proc.container_id or "")[:12] or "-"
+    memory = f"{proc.used_memory // _MIB} MiB" if proc.used_memory is not None else NA
+    return (proc.gpu, proc.pid, container, proc.user or NA, memory, proc.command or NA)
+
+
+class GpuProcessTable(DataTable[object]):
+    """GPU processes, updated in place keyed by ``(gpu, pid)``."""
+
+    COLUMNS = ("gpu", "pid", "container", "user", "memory", "command")
+    LABELS = ("GPU", "PID", "Container", "User", "Memory", "Command")
+
+    DEFAULT_CSS = """
+    GpuProcessTable { height: auto; max-height: 16; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
+        self._cells: dict[str, tuple[int, int, str, str, str, str]] = {}
+
+    def on_mount(self) -> None:
+        if not self.columns:
+            for key, label in zip(self.COLUMNS, self.LABELS, strict=True):
+                self.add_column(label, key=key)
+
+    def show(self, sample: GpuSample) -> None:
+        if not self.columns:
+            self.on_mount()
+        wanted = {f"{proc.gpu}:{proc.pid}": _process_cells(proc) for proc in sample.processes}
+        for key in [key for key in self._cells if key not in wanted]:
+            self.remove_row(key)
+            del self._cells[key]
+        added = False
+        for key, cells in wanted.items():
+            old = self._cells.get(key)
+            if old is None:
+                self.add_row(*cells, key=key)
+                added = True
+            elif old != cells:
+                for column, before, after in zip(self.COLUMNS, old, cells, strict=True):
+                    if before != after:
+                        self.update_cell(key, column, after)
+            self._cells[key] = cells
+        if added:
+            self.sort("gpu", "pid")

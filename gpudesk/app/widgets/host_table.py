@@ -1,0 +1,73 @@
+"""How one host reads as a row of the Fleet table."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+
+from gpudesk.remote.config import HostKind
+from gpudesk.remote.ssh import ConnState
+
+if TYPE_CHECKING:
+    from gpudesk.app.app import HostModel
+
+COLUMNS: list[tuple[str, str]] = [
+    ("name", "HOST"),
+    ("dest", "DESTINATION"),
+    ("state", "STATE"),
+    ("latency", "LATENCY"),
+    ("docker", "DOCKER"),
+    ("gpus", "GPUS"),
+    ("containers", "CONTAINERS"),
+]
+
+STATE_STYLE = {
+    ConnState.CONNECTED: "bold green",
+    ConnState.CONNECTING: "yellow",
+    ConnState.DISCONNECTED_RETRYING: "yellow",
+    ConnState.UNREACHABLE: "red",
+    ConnState.AUTH_FAILED: "bold red",
+    ConnState.HOST_KEY_UNKNOWN: "bold yellow",
+    ConnState.HOST_KEY_CHANGED: "bold red reverse",
+    ConnState.CLOSED: "dim",
+}
+
+
+def state_text(model: HostModel) -> Text:
+    status = model.status
+    label = status.state.value
+    if status.state is ConnState.DISCONNECTED_RETRYING and status.retry_in:
+        label += f" (in {status.retry_in:.0f}s)"
+    if status.state is ConnState.UNREACHABLE and status.retry_in:
+        label += f" (retry {status.retry_in:.0f}s)"
+    return Text(label, style=STATE_STYLE.get(status.state, ""))
+
+
+def docker_text(model: HostModel) -> Text:
+    if model.engine is not None:
+        suffix = " +nvidia" if model.engine.gpu_runtime else ""
+        return Text(f"{model.engine.version}{suffix}")
+    if model.engine_error:
+        return Text("unreachable", style="red")
+    return Text("-", style="dim")
+
+
+def host_cells(model: HostModel) -> list[Text | str]:
+    latency = model.status.latency_ms
+    connected = model.status.state is ConnState.CONNECTED
+    if model.host.kind is HostKind.LOCAL:
+        latency_cell = "local"
+    elif connected and latency is not None:
+        latency_cell = f"{latency:.1f} ms"
+    else:
+        latency_cell = "-"
+    return [
+        Text(model.host.name, style="bold"),
+        model.host.destination,
+        state_text(model),
+        latency_cell,
+        docker_text(model),
+        model.extra.get("gpus", "-"),
+        model.extra.get("containers", "-"),
+    ]

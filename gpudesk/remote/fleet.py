@@ -1,0 +1,140 @@
+"""The set of hosts and, per host, its one connection and the services on it.
+
+The TUI and the CLI both go through :class:`Fleet`; nothing here knows about Textual.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import docker
+
+from gpudesk.remote.config import Host, HostKind, Inventory, resolve_jump
+from gpudesk.remote.engine import (
+    EngineError,
+    EngineInfo,
+    engine_info,
+    local_client,
+    local_socket,
+    ssh_client,
+)
+from gpudesk.remote.local import LocalConnection
+from gpudesk.remote.ssh import ConnStatus, SshConnection, StatusCallback
+
+Connection = SshConnection | LocalConnection
+
+
+class HostService:
+    """One host: its connection and a Docker client riding on it."""
+
+    def __init__(self, host: Host, conn: Connection) -> None:
+        self.host = host
+        self.conn = conn
+        self._docker: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        if self.host.kind is HostKind.LOCAL:
+            return f"localhost ({local_socket()})"
+        return self.host.name
+
+    def docker(self) -> docker.DockerClient:
+        with self._lock:
+            if self._docker is None:
+                if isinstance(self.conn, LocalConnection):
+                    self._docker = local_client()
+                else:
+                    self._docker = ssh_client(self.conn)
+            return self._docker
+
+    def engine(self) -> EngineInfo:
+        """Ask the engine for its version; raises :class:`EngineError` with what to do."""
+        try:
+            return engine_info(self.docker(), self.where)
+        except EngineError:
+            # A client built on a dead connection stays dead; start afresh next time.
+            self.reset_docker()
+            raise
+
+    def reset_docker(self) -> None:
+        with self._lock:
+            client, self._docker = self._docker, None
+        if client is not None:
+            client.close()
+
+    def close(self) -> None:
+        self.reset_docker()
+        self.conn.close()
+
+
+@dataclass
+class Fleet:
+    inventory: Inventory
+    services: dict[str, HostService]
+
+    @classmethod
+    def build(
+        cls,
+        inventory: Inventory,
+        on_status: Callable[[ConnStatus], None] | None = None,
+        connect_timeout: float = 10.0,
+    ) -> Fleet:
+        services: dict[str, HostService] = {}
+        for host in inventory.hosts:
+            services[host.name] = HostService(
+                host, make_connection(host, inventory, services, on_status, connect_timeout)
+            )
+        return cls(inventory, services)
+
+    def get(self, name: str) -> HostService:
+        if name not in self.services:
+            self.inventory.get(name)  # raises the user-facing "no host named" error
+        return self.services[name]
+
+    def add(self, host: Host, on_status: StatusCallback | None = None) -> HostService:
+        self.inventory.add(host)
+        service = HostService(host, make_connection(host, self.inventory, self.services, on_status))
+        self.services[host.name] = service
+        return service
+
+    def remove(self, name: str) -> None:
+        self.inventory.remove(name)
+        service = self.services.pop(name, None)
+        if service is not None:
+            service.close()
+
+    def close(self) -> None:
+        for service in self.services.values():
+            service.close()
+
+
+def make_connection(
+    host: Host,
+    inventory: Inventory,
+    services: dict[str, HostService] | None = None,
+    on_status: StatusCallback | None = None,
+    connect_timeout: float = 10.0,
+) -> Connection:
+    if host.kind is HostKind.LOCAL:
+        return LocalConnection(on_status)
+    jump: SshConnection | None = None
+    if host.jump:
+        shared = (services or {}).get(host.jump)
+        if shared is not None and isinstance(shared.conn, SshConnection):
+            jump = shared.conn
+        else:
+            jump_host = resolve_jump(host.jump, inventory)
+            jump = SshConnection(jump_host, inventory.paths, connect_timeout=connect_timeout)
+    return SshConnection(
+        host, inventory.paths, jump=jump, on_status=on_status, connect_timeout=connect_timeout
+    )
+
+
+def connect_blocking(conn: Connection, accept_new_host_key: bool = False) -> None:
+    """Connect once, jump host first; for the CLI. Raises :class:`SshError`."""
+    if isinstance(conn, LocalConnection):
+        return
+    conn.connect_once(accept_new_host_key=accept_new_host_key)

@@ -1,0 +1,519 @@
+"""One verified SSH connection per host: host-key checks, auth, keepalive, reconnect, exec.
+
+Everything that talks to a host shares that host's :class:`SshConnection`. Host keys are
+always verified against ``~/.ssh/known_hosts`` and gpudesk's own known_hosts; an unknown
+key is never accepted without the user saying so, and a changed key is always refused.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import paramiko
+
+from gpudesk.remote.config import Host, Paths, atomic_write
+
+DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
+# OpenSSH's default MaxSessions is 10; leave room for the user's own `ssh` multiplexing.
+MAX_SESSION_CHANNELS = 8
+
+
+class ConnState(Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    AUTH_FAILED = "auth-failed"
+    UNREACHABLE = "unreachable"
+    HOST_KEY_UNKNOWN = "host-key-unknown"
+    HOST_KEY_CHANGED = "host-key-changed"
+    DISCONNECTED_RETRYING = "disconnected-retrying"
+    CLOSED = "closed"
+
+    @property
+    def needs_user(self) -> bool:
+        """States gpudesk will not leave on its own: the user must act."""
+        return self in (
+            ConnState.AUTH_FAILED,
+            ConnState.HOST_KEY_UNKNOWN,
+            ConnState.HOST_KEY_CHANGED,
+        )
+
+
+@dataclass(frozen=True)
+class ConnStatus:
+    """What the UI and CLI show about a host's connection."""
+
+    host: str
+    state: ConnState
+    message: str = ""
+    latency_ms: float | None = None
+    retry_in: float | None = None
+    fingerprint: str | None = None
+    key_type: str | None = None
+
+
+class SshError(Exception):
+    """A connection problem; ``str(exc)`` is one sentence for the user."""
+
+    state = ConnState.UNREACHABLE
+
+
+class Unreachable(SshError):
+    state = ConnState.UNREACHABLE
+
+
+class AuthFailed(SshError):
+    state = ConnState.AUTH_FAILED
+
+
+class HostKeyUnknown(SshError):
+    state = ConnState.HOST_KEY_UNKNOWN
+
+    def __init__(self, message: str, key: paramiko.PKey, known_name: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.known_name = known_name
+
+
+class HostKeyChanged(SshError):
+    state = ConnState.HOST_KEY_CHANGED
+
+    def __init__(self, message: str, key: paramiko.PKey, known_name: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.known_name = known_name
+
+
+class NotConnected(SshError):
+    state = ConnState.DISCONNECTED_RETRYING
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's ``SHA256:...`` form."""
+    return str(key.fingerprint)
+
+
+def known_hosts_name(hostname: str, port: int) -> str:
+    return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+class HostKeyStore:
+    """The user's known_hosts (read only) plus gpudesk's own (where accepted keys go)."""
+
+    def __init__(self, paths: Paths, user_known_hosts: Path | None = None) -> None:
+        self.paths = paths
+        self.user_file = user_known_hosts or Path.home() / ".ssh" / "known_hosts"
+
+    def _load(self) -> paramiko.HostKeys:
+        keys = paramiko.HostKeys()
+        for path in (self.user_file, self.paths.known_hosts):
+            if path.exists():
+                # paramiko skips lines it cannot parse, as OpenSSH does.
+                keys.load(str(path))
+        return keys
+
+    def known_types(self, name: str) -> list[str]:
+        entry = self._load().lookup(name)
+        return list(entry.keys()) if entry else []
+
+    def check(self, name: str, key: paramiko.PKey) -> str:
+        """'ok', 'unknown' or 'changed'."""
+        entry = self._load().lookup(name)
+        if not entry:
+            return "unknown"
+        known = entry.get(key.get_name())
+        if known is not None and known == key:
+            return "ok"
+        return "changed"
+
+    def add(self, name: str, key: paramiko.PKey) -> None:
+        path = self.paths.known_hosts
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        if old and not old.endswith("\n"):
+            old += "\n"
+        atomic_write(path, f"{old}{name} {key.get_name()} {key.get_base64()}\n")
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+    def error_text(self) -> str:
+        return self.stderr.decode("utf-8", "replace").strip()
+
+
+StatusCallback = Callable[[ConnStatus], None]
+
+
+class SshConnection:
+    """The single SSH connection to one host, with a supervisor that keeps it up."""
+
+    def __init__(
+        self,
+        host: Host,
+        paths: Paths,
+        *,
+        jump: SshConnection | None = None,
+        on_status: StatusCallback | None = None,
+        connect_timeout: float = 10.0,
+        probe_interval: float = 5.0,
+        max_backoff: float = 20.0,
+        keepalive: int = 15,
+    ) -> None:
+        self.host = host
+        self.paths = paths
+        self.jump = jump
+        self.on_status = on_status
+        self.connect_timeout = connect_timeout
+        self.probe_interval = probe_interval
+        self.max_backoff = max_backoff
+        self.keepalive = keepalive
+        self.keys = HostKeyStore(paths)
+        self.known_name = known_hosts_name(host.hostname, host.port)
+        self._transport: paramiko.Transport | None = None
+        self._lock = threading.Lock()
+        self._sessions = threading.BoundedSemaphore(MAX_SESSION_CHANNELS)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.status = ConnStatus(host.name, ConnState.CONNECTING)
+        self.pending_key: paramiko.PKey | None = None
+
+    # ------------------------------------------------------------------ status
+
+    def _set(self, state: ConnState, message: str = "", **extra: object) -> None:
+        self.status = ConnStatus(self.host.name, state, message, **extra)  # type: ignore[arg-type]
+        if self.on_status is not None:
+            self.on_status(self.status)
+
+    @property
+    def connected(self) -> bool:
+        t = self._transport
+        return t is not None and t.is_active() and t.is_authenticated()
+
+    # ------------------------------------------------------------------ connect
+
+    def _open_socket(self) -> socket.socket | paramiko.Channel:
+        dest = self.host.destination
+        if self.jump is not None:
+            try:
+                if not self.jump.connected:
+                    self.jump.connect_once()
+                return self.jump.open_tcp(self.host.hostname, self.host.port, self.connect_timeout)
+            except SshError as exc:
+                raise Unreachable(
+                    f"Cannot reach {dest} through {self.jump.host.name}: {exc}"
+                ) from exc
+        try:
+            return socket.create_connection(
+                (self.host.hostname, self.host.port), timeout=self.connect_timeout
+            )
+        except TimeoutError as exc:
+            raise Unreachable(
+                f"{dest} did not answer within {self.connect_timeout:.0f}s; "
+                "check the address and your network."
+            ) from exc
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise Unreachable(
+                f"Cannot reach {dest}: {reason}; check the address and that sshd runs there."
+            ) from exc
+
+    def connect_once(self, accept_new_host_key: bool = False) -> None:
+        """Open, verify and authenticate; raises an :class:`SshError` on failure."""
+        sock = self._open_socket()
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = self.connect_timeout
+        transport.auth_timeout = self.connect_timeout
+        known_types = self.keys.known_types(self.known_name)
+        if known_types:
+            # Ask for the key type we already know, so a host with several keys is not
+            # mistaken for a changed one.
+            options = transport.get_security_options()
+            preferred = [t for t in options.key_types if t in known_types]
+            options.key_types = preferred + [t for t in options.key_types if t not in preferred]
+        try:
+            transport.start_client(timeout=self.connect_timeout)
+            self._verify_host_key(transport, accept_new_host_key)
+            self._authenticate(transport)
+        except SshError:
+            transport.close()
+            raise
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            transport.close()
+            raise Unreachable(
+                f"SSH handshake with {self.host.destination} failed: {exc or type(exc).__name__}; "
+                "check that the port belongs to an SSH server."
+            ) from exc
+        transport.set_keepalive(self.keepalive)
+        with self._lock:
+            old, self._transport = self._transport, transport
+        if old is not None:
+            old.close()
+
+    def _verify_host_key(self, transport: paramiko.Transport, accept_new: bool) -> None:
+        key = transport.get_remote_server_key()
+        verdict = self.keys.check(self.known_name, key)
+        if verdict == "ok":
+            return
+        fp = fingerprint(key)
+        if verdict == "changed":
+            raise HostKeyChanged(
+                f"WARNING: the host key of {self.known_name} has CHANGED (now {key.get_name()} "
+                f"{fp}); someone may be intercepting the connection. If the host was really "
+                f"reinstalled, remove its old key with `ssh-keygen -R '{self.known_name}'` "
+                "and connect again.",
+                key,
+                self.known_name,
+            )
+        if accept_new:
+            self.keys.add(self.known_name, key)
+            return
+        self.pending_key = key
+        raise HostKeyUnknown(
+            f"The host key of {self.known_name} is not known ({key.get_name()} {fp}); "
+            "compare the fingerprint with the host's and accept it "
+            "(in the CLI: --accept-new-host-key).",
+            key,
+            self.known_name,
+        )
+
+    def _candidate_keys(self) -> Iterator[tuple[str, paramiko.PKey]]:
+        with suppress(paramiko.SSHException, OSError):
+            for agent_key in paramiko.Agent().get_keys():
+                yield "ssh-agent key", agent_key
+        files: list[Path] = []
+        if self.host.identity:
+            files.append(Path(self.host.identity).expanduser())
+        else:
+            files += [Path.home() / ".ssh" / name for name in DEFAULT_IDENTITIES]
+        for path in files:
+            if not path.exists():
+                continue
+            try:
+                yield str(path), paramiko.PKey.from_path(str(path))
+            except paramiko.PasswordRequiredException:
+                # Encrypted keys are reached through ssh-agent, as in OpenSSH's BatchMode.
+                continue
+            except (paramiko.SSHException, OSError, ValueError):
+                continue
+
+    def _authenticate(self, transport: paramiko.Transport) -> None:
+        user = self.host.user or getpass.getuser()
+        tried: list[str] = []
+        for label, key in self._candidate_keys():
+            tried.append(label)
+            try:
+                transport.auth_publickey(user, key)
+            except paramiko.AuthenticationException:
+                continue
+            except paramiko.SSHException as exc:
+                raise Unreachable(
+                    f"Authentication with {self.host.destination} broke off: {exc}."
+                ) from exc
+            if transport.is_authenticated():
+                return
+        if not tried:
+            raise AuthFailed(
+                f"No SSH key to offer {self.host.destination}: start ssh-agent with your key, "
+                "or give one with --identity."
+            )
+        raise AuthFailed(
+            f"{self.host.destination} refused every key offered as {user} "
+            f"({', '.join(tried)}); add your public key to its authorized_keys or use --identity."
+        )
+
+    def accept_pending_key(self) -> None:
+        """The user accepted the unknown host key shown to them: trust it and reconnect."""
+        if self.pending_key is not None:
+            self.keys.add(self.known_name, self.pending_key)
+            self.pending_key = None
+        self.retry()
+
+    # ------------------------------------------------------------------ supervisor
+
+    def run(self) -> None:
+        """Keep the connection up until :meth:`close`; blocks, so run it in a worker thread."""
+        attempt = 0
+        ever_connected = False
+        while not self._stop.is_set():
+            self._set(
+                ConnState.CONNECTING if attempt == 0 else self.status.state, self.status.message
+            )
+            try:
+                self.connect_once()
+            except (HostKeyUnknown, HostKeyChanged) as exc:
+                self._set(
+                    exc.state,
+                    str(exc),
+                    fingerprint=fingerprint(exc.key),
+                    key_type=exc.key.get_name(),
+                )
+                self._wait_for_user()
+                attempt = 0
+                continue
+            except AuthFailed as exc:
+                self._set(exc.state, str(exc))
+                self._wait_for_user()
+                attempt = 0
+                continue
+            except SshError as exc:
+                attempt += 1
+                delay = min(2.0 ** (attempt - 1), self.max_backoff)
+                state = ConnState.DISCONNECTED_RETRYING if ever_connected else ConnState.UNREACHABLE
+                self._set(state, str(exc), retry_in=delay)
+                self._wake.wait(delay)
+                self._wake.clear()
+                continue
+            attempt = 0
+            ever_connected = True
+            self._watch()
+            if not self._stop.is_set():
+                self._set(
+                    ConnState.DISCONNECTED_RETRYING,
+                    f"Lost the connection to {self.host.destination}; reconnecting.",
+                    retry_in=0.0,
+                )
+        self._set(ConnState.CLOSED, "closed")
+
+    def _wait_for_user(self) -> None:
+        self._wake.wait()
+        self._wake.clear()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            latency = self.probe_latency()
+            if latency is None:
+                return
+            self._set(ConnState.CONNECTED, "", latency_ms=latency)
+            self._wake.wait(self.probe_interval)
+            self._wake.clear()
+
+    def probe_latency(self, timeout: float = 10.0) -> float | None:
+        """Round-trip time of one global request in ms, or None if the connection is gone."""
+        transport = self._transport
+        if transport is None or not transport.is_active():
+            return None
+        # paramiko waits for the reply without a deadline; a dead peer would hang us here.
+        watchdog = threading.Timer(timeout, transport.close)
+        watchdog.daemon = True
+        watchdog.start()
+        start = time.perf_counter()
+        try:
+            transport.global_request("keepalive@openssh.com", wait=True)
+        except (paramiko.SSHException, OSError, EOFError):
+            return None
+        finally:
+            watchdog.cancel()
+        if not transport.is_active():
+            return None
+        return (time.perf_counter() - start) * 1000.0
+
+    def retry(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
+    # ------------------------------------------------------------------ channels
+
+    def _require(self) -> paramiko.Transport:
+        transport = self._transport
+        if transport is None or not transport.is_active():
+            raise NotConnected(
+                f"{self.host.name} is not connected ({self.status.state.value}); "
+                "wait for it to reconnect or check the host."
+            )
+        return transport
+
+    @contextmanager
+    def session(self, timeout: float | None = None) -> Iterator[paramiko.Channel]:
+        """One session channel, counted against the per-host budget."""
+        if not self._sessions.acquire(timeout=30):
+            raise SshError(f"Too many open channels to {self.host.name}; close some views.")
+        try:
+            try:
+                channel = self._require().open_session(timeout=self.connect_timeout)
+            except (paramiko.SSHException, OSError) as exc:
+                raise NotConnected(f"Cannot open a channel to {self.host.name}: {exc}.") from exc
+            channel.settimeout(timeout)
+            try:
+                yield channel
+            finally:
+                channel.close()
+        finally:
+            self._sessions.release()
+
+    def exec(
+        self, command: str, input: bytes | None = None, timeout: float | None = 60.0
+    ) -> ExecResult:
+        """Run a command built by :mod:`gpudesk.remote.shell` and collect its output."""
+        with self.session(timeout) as channel:
+            channel.exec_command(command)
+            errors: list[bytes] = []
+            reader = threading.Thread(
+                target=lambda: errors.append(channel.makefile_stderr("rb").read()), daemon=True
+            )
+            reader.start()
+            if input is not None:
+                channel.sendall(input)
+            channel.shutdown_write()
+            try:
+                out = channel.makefile("rb").read()
+                code = channel.recv_exit_status()
+            except TimeoutError as exc:
+                raise SshError(f"`{command[:60]}` on {self.host.name} timed out.") from exc
+            reader.join(timeout=5)
+            return ExecResult(code, out, errors[0] if errors else b"")
+
+    @contextmanager
+    def open_lines(self, command: str, stdin: bytes = b"") -> Iterator[Iterator[str]]:
+        """Run a long-lived command and iterate over its stdout lines until it ends."""
+        with self.session(None) as channel:
+            channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            stream = channel.makefile("rb")
+
+            def lines() -> Iterator[str]:
+                for raw in stream:
+                    yield raw.decode("utf-8", "replace").rstrip("\r\n")
+
+            yield lines()
+
+    def open_tcp(self, host: str, port: int, timeout: float | None = None) -> paramiko.Channel:
+        """A ``direct-tcpip`` channel to ``host:port`` as seen from this host."""
+        try:
+            return self._require().open_channel(
+                "direct-tcpip",
+                (host, port),
+                ("127.0.0.1", 0),
+                timeout=timeout or self.connect_timeout,
+            )
+        except paramiko.ChannelException as exc:
+            raise SshError(f"{self.host.name} could not open {host}:{port}: {exc.text}.") from exc
+        except (paramiko.SSHException, OSError) as exc:
+            raise NotConnected(
+                f"Cannot open {host}:{port} through {self.host.name}: {exc}."
+            ) from exc
