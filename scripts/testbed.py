@@ -14,6 +14,7 @@ The pytest fixtures in tests/integration import this module and use the same fun
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -283,8 +284,10 @@ class Sshd:
         (self.dir / "sshd.pid.live").write_text(str(self.pid))
 
     def stop(self) -> None:
+        """Stop sshd and drop every session it serves, as a host going down would."""
         pid = self.pid or _read_pid(self.dir / "sshd.pid.live")
         if pid:
+            subprocess.run(["pkill", "-KILL", "-P", str(pid)], check=False)
             _kill(pid)
         self.pid = 0
 
@@ -322,10 +325,8 @@ def _kill(pid: int) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

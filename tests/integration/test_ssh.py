@@ -1,0 +1,253 @@
+"""Connections against the real test bed sshd (and dockerd behind it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpudesk.remote.config import Host, Inventory, Paths
+from gpudesk.remote.engine import engine_info, ssh_client
+from gpudesk.remote.ssh import (
+    AuthFailed,
+    ConnState,
+    ConnStatus,
+    HostKeyChanged,
+    HostKeyUnknown,
+    SshConnection,
+    Unreachable,
+)
+
+
+def bed_host(testbed: Any, port: int | None = None, identity: str | None = None) -> Host:
+    return Host(
+        name="bed",
+        hostname="127.0.0.1",
+        user="root",
+        port=port or testbed.ssh_port,
+        identity=identity or testbed.ssh_client_key,
+    )
+
+
+def gpudesk_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gpudesk", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_key_auth_then_docker_version_over_the_same_connection(
+    testbed: Any, known_hosts_file: Path, docker_client: Any
+) -> None:
+    conn = SshConnection(bed_host(testbed), Paths.from_env())
+    conn.connect_once()
+    try:
+        assert conn.exec("whoami").text().strip() == "root"
+        info = engine_info(ssh_client(conn), "bed")
+        assert info.version == docker_client.version()["Version"]
+        assert conn.probe_latency() is not None
+    finally:
+        conn.close()
+
+
+def test_cli_refuses_unknown_host_key_and_accepts_it_with_the_flag(testbed: Any) -> None:
+    dest = f"ssh://root@127.0.0.1:{testbed.ssh_port}"
+    refused = gpudesk_cli("hosts", "add", "bed", dest, "--identity", testbed.ssh_client_key)
+    assert refused.returncode == 1
+    assert "is not known" in refused.stderr and "SHA256:" in refused.stderr
+    assert "--accept-new-host-key" in refused.stderr
+    assert "bed" not in gpudesk_cli("hosts", "ls").stdout
+
+    accepted = gpudesk_cli(
+        "hosts", "add", "bed", dest, "--identity", testbed.ssh_client_key, "--accept-new-host-key"
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    known = Paths.from_env().known_hosts.read_text()
+    assert testbed.ssh_known_hosts_line.split()[2] in known
+
+    check = gpudesk_cli("hosts", "check", "bed", "--json")
+    assert check.returncode == 0, check.stderr
+    (row,) = json.loads(check.stdout)
+    assert row["state"] == "connected" and row["docker"]
+
+
+def test_regenerated_host_key_is_refused_as_changed(testbed: Any, extra_sshd: Any) -> None:
+    paths = Paths.from_env()
+    paths.home.mkdir(parents=True, exist_ok=True)
+    paths.known_hosts.write_text(extra_sshd.known_hosts_line() + "\n")
+    host = bed_host(testbed, extra_sshd.port, str(extra_sshd.client_key))
+    SshConnection(host, paths).connect_once()
+
+    extra_sshd.stop()
+    extra_sshd.prepare(regenerate_host_key=True)
+    extra_sshd.start()
+    with pytest.raises(HostKeyChanged, match="CHANGED"):
+        SshConnection(host, paths).connect_once(accept_new_host_key=True)
+    # The flag for new keys never overrides a changed one, and nothing was written.
+    assert extra_sshd.host_public_key().split()[1] not in paths.known_hosts.read_text()
+    Inventory.load().add(host)
+    check = gpudesk_cli("hosts", "check", "bed")
+    assert check.returncode == 1 and "host-key-changed" in check.stdout
+    assert "someone may be intercepting" in check.stderr
+
+
+def test_wrong_client_key_gives_auth_failed(
+    testbed: Any, known_hosts_file: Path, tmp_path: Path
+) -> None:
+    key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    conn = SshConnection(bed_host(testbed, identity=str(key)), Paths.from_env())
+    with pytest.raises(AuthFailed, match="refused every key"):
+        conn.connect_once()
+
+
+def test_closed_port_is_unreachable_within_the_timeout(known_hosts_file: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conn = SshConnection(
+        Host(name="x", hostname="127.0.0.1", port=port, user="root"),
+        Paths.from_env(),
+        connect_timeout=3,
+    )
+    started = time.monotonic()
+    with pytest.raises(Unreachable, match="Connection refused"):
+        conn.connect_once()
+    assert time.monotonic() - started < 3
+
+
+def test_silent_port_is_unreachable_after_the_timeout_not_hung(known_hosts_file: Path) -> None:
+    # A listener that accepts and never speaks: the banner wait must give up.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        conn = SshConnection(
+            Host(name="x", hostname="127.0.0.1", port=server.getsockname()[1], user="root"),
+            Paths.from_env(),
+            connect_timeout=1.5,
+        )
+        started = time.monotonic()
+        with pytest.raises(Unreachable):
+            conn.connect_once()
+        assert time.monotonic() - started < 6
+
+
+def wait_state(events: queue.Queue[ConnStatus], state: ConnState, timeout: float = 30) -> ConnStatus:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = events.get(timeout=max(0.01, deadline - time.monotonic()))
+        if status.state is state:
+            return status
+
+
+def test_sshd_restart_gives_retrying_then_connected_again(testbed: Any, extra_sshd: Any) -> None:
+    paths = Paths.from_env()
+    paths.home.mkdir(parents=True, exist_ok=True)
+    paths.known_hosts.write_text(extra_sshd.known_hosts_line() + "\n")
+    events: queue.Queue[ConnStatus] = queue.Queue()
+    conn = SshConnection(
+        bed_host(testbed, extra_sshd.port, str(extra_sshd.client_key)),
+        paths,
+        on_status=events.put,
+        probe_interval=0.2,
+        max_backoff=1.0,
+        connect_timeout=3,
+    )
+    supervisor = threading.Thread(target=conn.run, daemon=True)
+    supervisor.start()
+    try:
+        assert wait_state(events, ConnState.CONNECTED).latency_ms is not None
+        extra_sshd.stop()
+        # sshd -D kills its sessions on SIGTERM, so the probe notices the drop.
+        retrying = wait_state(events, ConnState.DISCONNECTED_RETRYING)
+        assert "reconnecting" in retrying.message or "Cannot reach" in retrying.message
+        extra_sshd.start()
+        wait_state(events, ConnState.CONNECTED)
+        assert conn.exec("echo back").text().strip() == "back"
+    finally:
+        conn.close()
+        supervisor.join(timeout=10)
+    assert not supervisor.is_alive()
+
+
+def test_proxyjump_through_a_direct_tcpip_channel(testbed: Any, extra_sshd: Any) -> None:
+    paths = Paths.from_env()
+    paths.home.mkdir(parents=True, exist_ok=True)
+    paths.known_hosts.write_text(
+        extra_sshd.known_hosts_line() + "\n" + testbed.ssh_known_hosts_line + "\n"
+    )
+    jump = SshConnection(
+        Host(name="jump", hostname="127.0.0.1", user="root", port=extra_sshd.port,
+             identity=str(extra_sshd.client_key)),
+        paths,
+    )  # fmt: skip
+    target = SshConnection(bed_host(testbed), paths, jump=jump)
+    try:
+        target.connect_once()
+        assert target.exec("echo $SSH_CONNECTION").text().split()[0] == "127.0.0.1"
+        assert jump.connected
+    finally:
+        target.close()
+        jump.close()
+
+
+def test_unknown_key_during_supervision_waits_for_the_user(testbed: Any) -> None:
+    events: queue.Queue[ConnStatus] = queue.Queue()
+    conn = SshConnection(bed_host(testbed), Paths.from_env(), on_status=events.put)
+    supervisor = threading.Thread(target=conn.run, daemon=True)
+    supervisor.start()
+    try:
+        status = wait_state(events, ConnState.HOST_KEY_UNKNOWN)
+        assert status.fingerprint and status.fingerprint.startswith("SHA256:")
+        with pytest.raises(HostKeyUnknown):
+            SshConnection(bed_host(testbed), Paths.from_env()).connect_once()
+        conn.accept_pending_key()
+        wait_state(events, ConnState.CONNECTED)
+    finally:
+        conn.close()
+        supervisor.join(timeout=10)
+
+
+def test_tui_shows_localhost_and_the_test_bed_host_with_a_true_state(
+    testbed: Any, known_hosts_file: Path
+) -> None:
+    from gpudesk.app.app import GpudeskApp
+    from gpudesk.app.messages import EngineStatus
+
+    Inventory.load().add(bed_host(testbed))
+
+    async def scenario() -> None:
+        engine_seen = asyncio.Event()
+
+        def hook(message: object) -> None:
+            if isinstance(message, EngineStatus) and message.host == "bed" and message.info:
+                engine_seen.set()
+
+        app = GpudeskApp()
+        async with app.run_test(size=(120, 30), message_hook=hook) as pilot:
+            await asyncio.wait_for(engine_seen.wait(), 30)
+            await pilot.pause()
+            table = app.screen.query_one("#hosts")
+            names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+            assert names == ["localhost", "bed"]
+            row = table.get_row("bed")
+            assert str(row[2]) == "connected"
+            assert str(row[4]).startswith(bed_docker_version(testbed))
+            await pilot.press("q")
+
+    asyncio.run(scenario())
+
+
+def bed_docker_version(testbed: Any) -> str:
+    return subprocess.run(
+        ["docker", "-H", testbed.docker_host, "version", "--format", "{{.Server.Version}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
