@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,7 +14,10 @@ from typing import Any
 from gpudesk import __version__
 from gpudesk.remote.config import ConfigError, Host, Inventory, host_from_destination
 from gpudesk.remote.engine import EngineError
-from gpudesk.remote.fleet import Fleet, HostService, connect_blocking
+from gpudesk.remote.fleet import Fleet, HostService, connect_blocking, simulated_gpus
+from gpudesk.remote.gpu.sample import GpuSample, dump_sample
+from gpudesk.remote.gpu.stream import GpuStream, StreamState
+from gpudesk.remote.gpu.table import format_table
 from gpudesk.remote.ssh import SshError
 
 EXIT_USAGE = 2
@@ -120,6 +125,68 @@ def cmd_hosts_check(args: argparse.Namespace) -> int:
     return 0 if all(r["state"] == "connected" for r in rows) else 1
 
 
+def _connected_services(fleet: Fleet, names: list[str]) -> list[HostService]:
+    """Connect to each named host in parallel; report the ones that fail on stderr."""
+
+    def attempt(service: HostService) -> HostService | None:
+        try:
+            connect_blocking(service.conn)
+        except SshError as exc:
+            print(f"gpudesk: {service.host.name}: {exc}", file=sys.stderr)
+            return None
+        return service
+
+    services = [fleet.get(n) for n in names]
+    with ThreadPoolExecutor(max_workers=min(16, len(services))) as pool:
+        return [s for s in pool.map(attempt, services) if s is not None]
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    if args.interval <= 0:
+        raise CliError("--interval must be a positive number of seconds.")
+    inventory = Inventory.load()
+    names = [inventory.get(args.host).name] if args.host else inventory.names()
+    fleet = Fleet.build(inventory)
+    samples: queue.Queue[tuple[str, GpuSample]] = queue.Queue()
+    streams: list[GpuStream] = []
+    try:
+        services = _connected_services(fleet, names)
+        if not services:
+            return 1
+        for service in services:
+            name = service.host.name
+
+            def on_state(state: StreamState, detail: str, name: str = name) -> None:
+                if state is StreamState.RESTARTING:
+                    print(f"gpudesk: {name}: GPU agent restarting: {detail}", file=sys.stderr)
+
+            stream = service.gpu_stream(
+                lambda sample, name=name: samples.put((name, sample)),  # type: ignore[misc]
+                on_state,
+                interval=args.interval,
+                simulate=simulated_gpus(),
+            )
+            streams.append(stream)
+            threading.Thread(target=stream.run, daemon=True).start()
+        pending = {s.host.name for s in services}
+        while pending or not args.once:
+            name, sample = samples.get()
+            if args.once and name not in pending:
+                continue
+            pending.discard(name)
+            if args.json:
+                record = json.loads(dump_sample(sample))
+                record["host"] = name
+                print(json.dumps(record), flush=True)
+            else:
+                print(f"== {name}\n{format_table(sample)}\n", flush=True)
+        return 0
+    finally:
+        for stream in streams:
+            stream.stop()
+        fleet.close()
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     from gpudesk.app.app import run_app
 
@@ -163,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--timeout", type=float, default=10.0, help="connect timeout in seconds")
     check.add_argument("--accept-new-host-key", action="store_true")
     check.set_defaults(func=cmd_hosts_check)
+    stats = sub.add_parser("stats", help="live GPU and host stats, like nvidia-smi, for every host")
+    stats.add_argument("--host", metavar="H", help="only this host")
+    stats.add_argument("--once", action="store_true", help="one sample per host, then exit")
+    stats.add_argument("--json", action="store_true", help="JSON lines in the agent's schema")
+    stats.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="seconds between samples"
+    )
+    stats.set_defaults(func=cmd_stats)
     return parser
 
 

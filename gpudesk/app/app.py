@@ -12,12 +12,14 @@ from textual.worker import Worker, WorkerState
 
 from gpudesk import __version__
 from gpudesk.app.commands import GpudeskCommands
-from gpudesk.app.messages import EngineStatus, HostStatus
+from gpudesk.app.messages import EngineStatus, GpuStreamState, GpuUpdate, HostStatus
 from gpudesk.app.screens.fleet import FleetScreen
 from gpudesk.app.screens.help import HelpScreen
 from gpudesk.remote.config import ConfigError, Host, Inventory
 from gpudesk.remote.engine import EngineError, EngineInfo
-from gpudesk.remote.fleet import Fleet, HostService
+from gpudesk.remote.fleet import Fleet, HostService, simulated_gpus
+from gpudesk.remote.gpu.sample import GpuSample, summarize
+from gpudesk.remote.gpu.stream import GpuHistory, GpuStream, StreamState
 from gpudesk.remote.ssh import ConnState, ConnStatus
 
 
@@ -29,6 +31,9 @@ class HostModel:
     status: ConnStatus
     engine: EngineInfo | None = None
     engine_error: str | None = None
+    gpu: GpuSample | None = None
+    gpu_history: GpuHistory = field(default_factory=GpuHistory)
+    gpu_note: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -54,8 +59,14 @@ class GpudeskApp(App[int]):
         super().__init__()
         self.fleet = fleet_factory(self._status_from_thread)
         self.connect_hosts = connect
+        self.simulate = simulated_gpus()
+        self.gpu_interval = 1.0
+        self.streams: dict[str, GpuStream] = {}
+        if self.simulate:
+            self.SUB_TITLE = f"v{__version__} · SIMULATED GPUs"
         self.models: dict[str, HostModel] = {
-            name: HostModel(svc.host, svc.conn.status) for name, svc in self.fleet.services.items()
+            name: HostModel(svc.host, ConnStatus(name, ConnState.CONNECTING))
+            for name, svc in self.fleet.services.items()
         }
 
     def _status_from_thread(self, status: ConnStatus) -> None:
@@ -85,8 +96,13 @@ class GpudeskApp(App[int]):
             return
         was = model.status.state
         model.status = message.status
-        if message.status.state is ConnState.CONNECTED and was is not ConnState.CONNECTED:
+        if (
+            self.connect_hosts
+            and message.status.state is ConnState.CONNECTED
+            and was is not ConnState.CONNECTED
+        ):
             self.probe_engine(message.status.host)
+            self.start_gpu_stream(message.status.host)
         elif message.status.state is not ConnState.CONNECTED:
             model.engine = None
             model.engine_error = None
@@ -103,6 +119,58 @@ class GpudeskApp(App[int]):
             self.post_message(EngineStatus(name, None, str(exc)))
         else:
             self.post_message(EngineStatus(name, info, None))
+
+    def start_gpu_stream(self, name: str) -> None:
+        stream = self.streams.get(name)
+        if stream is not None and not stream.stopped:
+            return
+        service = self.fleet.services.get(name)
+        if service is None:
+            return
+        stream = service.gpu_stream(
+            lambda sample: self.post_message(GpuUpdate(name, sample)),
+            lambda state, detail: self.post_message(GpuStreamState(name, state, detail)),
+            interval=self.gpu_interval,
+            simulate=self.simulate,
+        )
+        self.streams[name] = stream
+        self.run_worker(
+            stream.run, name=f"gpu:{name}", group="gpu", thread=True, exit_on_error=False
+        )
+
+    def stop_gpu_stream(self, name: str) -> None:
+        stream = self.streams.pop(name, None)
+        if stream is not None:
+            stream.stop()
+
+    def set_gpu_interval(self, seconds: float) -> None:
+        """Restart every agent at the new interval (the agent reads it at start)."""
+        self.gpu_interval = seconds
+        for name in list(self.streams):
+            self.stop_gpu_stream(name)
+            model = self.models.get(name)
+            if model is not None and model.status.state is ConnState.CONNECTED:
+                self.start_gpu_stream(name)
+
+    def on_gpu_update(self, message: GpuUpdate) -> None:
+        model = self.models.get(message.host)
+        if model is None:
+            return
+        model.gpu = message.sample
+        model.gpu_history.add(message.sample)
+        model.gpu_note = ""
+        model.extra["gpus"] = gpu_summary_text(message.sample)
+        self.refresh_host(message.host)
+
+    def on_gpu_stream_state(self, message: GpuStreamState) -> None:
+        model = self.models.get(message.host)
+        if model is None:
+            return
+        if message.state in (StreamState.STARTING, StreamState.RESTARTING):
+            model.gpu_history.mark_gap()
+        if message.state is StreamState.RESTARTING:
+            model.gpu_note = f"GPU agent restarting: {message.detail}"
+            self.refresh_host(message.host)
 
     def on_engine_status(self, message: EngineStatus) -> None:
         model = self.models.get(message.host)
@@ -132,7 +200,7 @@ class GpudeskApp(App[int]):
         except ConfigError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.models[host.name] = HostModel(host, service.conn.status)
+        self.models[host.name] = HostModel(host, ConnStatus(host.name, ConnState.CONNECTING))
         self.refresh_host(host.name)
         if self.connect_hosts:
             self.start_host(service)
@@ -143,6 +211,7 @@ class GpudeskApp(App[int]):
         except ConfigError as exc:
             self.notify(str(exc), severity="error")
             return
+        self.stop_gpu_stream(name)
         self.models.pop(name, None)
         self.refresh_host(name)
         self.notify(f"Removed {name}; its containers and files on the host are untouched.")
@@ -171,8 +240,24 @@ class GpudeskApp(App[int]):
             self.push_screen(HelpScreen(self.screen))
 
     async def action_quit(self) -> None:
+        for name in list(self.streams):
+            self.stop_gpu_stream(name)
         self.fleet.close()
         self.exit(0)
+
+
+def gpu_summary_text(sample: GpuSample) -> str:
+    """The Fleet table's GPU cell: free/total, memory used, hottest, or why there are none."""
+    prefix = "SIM " if sample.simulated else ""
+    if not sample.gpus:
+        return prefix + (sample.driver_state.value.replace("_", " ") if sample.message else "none")
+    s = summarize(sample)
+    parts = [f"{s.free}/{s.count} free"]
+    if s.mem_total:
+        parts.append(f"{s.mem_used / 2**30:.0f}/{s.mem_total / 2**30:.0f}G")
+    if s.hottest is not None:
+        parts.append(f"{s.hottest:.0f}°C")
+    return prefix + " ".join(parts)
 
 
 def run_app() -> int:

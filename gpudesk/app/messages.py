@@ -5,6 +5,8 @@ from __future__ import annotations
 from textual.message import Message
 
 from gpudesk.remote.engine import EngineInfo
+from gpudesk.remote.gpu.sample import GpuSample
+from gpudesk.remote.gpu.stream import StreamState
 from gpudesk.remote.ssh import ConnStatus
 
 
@@ -24,3 +26,22 @@ class EngineStatus(Message):
         self.host = host
         self.info = info
         self.error = error
+
+
+class GpuUpdate(Message):
+    """A host's GPU agent sent a sample."""
+
+    def __init__(self, host: str, sample: GpuSample) -> None:
+        super().__init__()
+        self.host = host
+        self.sample = sample
+
+
+class GpuStreamState(Message):
+    """A host's GPU agent started, stopped or is being restarted."""
+
+    def __init__(self, host: str, state: StreamState, detail: str) -> None:
+        super().__init__()
+        self.host = host
+        self.state = state
+        self.detail = detail

@@ -5,13 +5,14 @@ The TUI and the CLI both go through :class:`Fleet`; nothing here knows about Tex
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import docker
 
-from gpudesk.remote.config import Host, HostKind, Inventory, resolve_jump
+from gpudesk.remote.config import ConfigError, Host, HostKind, Inventory, resolve_jump
 from gpudesk.remote.engine import (
     EngineError,
     EngineInfo,
@@ -20,10 +21,27 @@ from gpudesk.remote.engine import (
     local_socket,
     ssh_client,
 )
+from gpudesk.remote.gpu.sample import GpuSample
+from gpudesk.remote.gpu.stream import GpuStream, StreamState
 from gpudesk.remote.local import LocalConnection
 from gpudesk.remote.ssh import ConnStatus, SshConnection, StatusCallback
 
 Connection = SshConnection | LocalConnection
+
+
+SIMULATE_ENV = "GPUDESK_SIMULATE_GPUS"
+
+
+def simulated_gpus() -> int | None:
+    """GPUs to simulate per host, only when explicitly asked for with GPUDESK_SIMULATE_GPUS."""
+    raw = os.environ.get(SIMULATE_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        count = int(raw)
+    except ValueError:
+        raise ConfigError(f"{SIMULATE_ENV} must be a number of GPUs, not {raw!r}.") from None
+    return count if count > 0 else None
 
 
 class HostService:
@@ -58,6 +76,18 @@ class HostService:
             # A client built on a dead connection stays dead; start afresh next time.
             self.reset_docker()
             raise
+
+    def gpu_stream(
+        self,
+        on_sample: Callable[[GpuSample], None],
+        on_state: Callable[[StreamState, str], None],
+        interval: float = 1.0,
+        simulate: int | None = None,
+    ) -> GpuStream:
+        """The host's GPU agent stream over its one connection; call ``run()`` in a worker."""
+        return GpuStream(
+            self.conn.open_lines, on_sample, on_state, interval=interval, simulate=simulate
+        )
 
     def reset_docker(self) -> None:
         with self._lock:

@@ -9,7 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from gpudesk.remote.config import LOCAL_HOST, Host
-from gpudesk.remote.ssh import ConnState, ConnStatus, ExecResult, SshError, StatusCallback
+from gpudesk.remote.ssh import (
+    ConnState,
+    ConnStatus,
+    ExecResult,
+    LineStream,
+    SshError,
+    StatusCallback,
+)
 
 
 class LocalConnection:
@@ -49,7 +56,7 @@ class LocalConnection:
         return ExecResult(done.returncode, done.stdout, done.stderr)
 
     @contextmanager
-    def open_lines(self, command: str, stdin: bytes = b"") -> Iterator[Iterator[str]]:
+    def open_lines(self, command: str, stdin: bytes = b"") -> Iterator[LineStream]:
         proc = subprocess.Popen(
             ["sh", "-c", command],
             stdin=subprocess.PIPE,
@@ -62,12 +69,7 @@ class LocalConnection:
             if stdin:
                 proc.stdin.write(stdin)
             proc.stdin.close()
-
-            def lines() -> Iterator[str]:
-                for raw in stdout:
-                    yield raw.decode("utf-8", "replace").rstrip("\r\n")
-
-            yield lines()
+            yield LineStream(stdout, proc.kill)
         finally:
             proc.terminate()
             try:

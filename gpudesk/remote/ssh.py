@@ -11,7 +11,7 @@ import getpass
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import Enum
@@ -159,6 +159,21 @@ class ExecResult:
 
 
 StatusCallback = Callable[[ConnStatus], None]
+
+
+class LineStream:
+    """Decoded lines of a command's stdout; ``close()`` from any thread ends the iteration."""
+
+    def __init__(self, raw: Iterable[bytes], closer: Callable[[], object]) -> None:
+        self._raw = raw
+        self._closer = closer
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._raw:
+            yield line.decode("utf-8", "replace").rstrip("\r\n")
+
+    def close(self) -> None:
+        self._closer()
 
 
 class SshConnection:
@@ -487,20 +502,14 @@ class SshConnection:
             return ExecResult(code, out, errors[0] if errors else b"")
 
     @contextmanager
-    def open_lines(self, command: str, stdin: bytes = b"") -> Iterator[Iterator[str]]:
+    def open_lines(self, command: str, stdin: bytes = b"") -> Iterator[LineStream]:
         """Run a long-lived command and iterate over its stdout lines until it ends."""
         with self.session(None) as channel:
             channel.exec_command(command)
             if stdin:
                 channel.sendall(stdin)
             channel.shutdown_write()
-            stream = channel.makefile("rb")
-
-            def lines() -> Iterator[str]:
-                for raw in stream:
-                    yield raw.decode("utf-8", "replace").rstrip("\r\n")
-
-            yield lines()
+            yield LineStream(channel.makefile("rb"), channel.close)
 
     def open_tcp(self, host: str, port: int, timeout: float | None = None) -> paramiko.Channel:
         """A ``direct-tcpip`` channel to ``host:port`` as seen from this host."""

@@ -15,6 +15,7 @@ from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
 from gpudesk.app.widgets.host_table import COLUMNS, host_cells
+from gpudesk.remote.gpu.sample import summarize
 from gpudesk.remote.ssh import ConnState
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class FleetScreen(Screen[None]):
         if present:
             with self.app.batch_update():
                 for (key, _), value in zip(COLUMNS, host_cells(model), strict=True):
-                    table.update_cell(name, key, value)
+                    table.update_cell(name, key, value, update_width=True)
         self.update_summary()
         if (
             model.status.state is ConnState.HOST_KEY_UNKNOWN
@@ -104,6 +105,13 @@ class FleetScreen(Screen[None]):
         connected = sum(m.status.state is ConnState.CONNECTED for m in models)
         attention = sum(m.status.state.needs_user for m in models)
         parts = [f"{len(models)} hosts", f"{connected} connected"]
+        samples = [m.gpu for m in models if m.gpu is not None and m.gpu.gpus]
+        if samples:
+            free = sum(summarize(s).free for s in samples)
+            total = sum(len(s.gpus) for s in samples)
+            parts.append(f"free GPUs: {free}/{total}")
+            if any(s.simulated for s in samples):
+                parts.append("SIMULATED")
         if attention:
             parts.append(f"{attention} need attention")
         if self.filter_text:

@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from gpudesk.app.widgets.gpu_panel import GpuPanel, GpuProcessTable
+
 if TYPE_CHECKING:
     from gpudesk.app.app import GpudeskApp
 
@@ -33,6 +35,8 @@ class HostScreen(Screen[None]):
         yield Header()
         with Vertical(id="host-body"):
             yield Static(id="host-info")
+            yield GpuPanel(id="gpu-panel")
+            yield GpuProcessTable(id="gpu-processes")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -59,7 +63,12 @@ class HostScreen(Screen[None]):
             lines.append(f"docker   {e.version} (API {e.api_version}) on {e.os}, {runtime}")
         elif model.engine_error:
             lines.append(f"docker   {model.engine_error}")
+        if model.gpu_note:
+            lines.append(f"gpus     {model.gpu_note}")
         info.update("\n".join(lines))
+        if model.gpu is not None:
+            self.query_one(GpuPanel).show(model.gpu, model.gpu_history)
+            self.query_one(GpuProcessTable).show(model.gpu)
 
     def action_retry(self) -> None:
         self.gapp.retry_host(self.host_name)
