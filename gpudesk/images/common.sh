@@ -1,0 +1,71 @@
+# Shared start-up steps of the gpudesk entrypoints; sourced, runs as root.
+# shellcheck shell=sh
+
+gpudesk_die() {
+    echo "gpudesk: $*" >&2
+    exit 1
+}
+
+# Creates or adapts the login user. Its uid follows the owner of the bind-mounted /workspace so
+# files written inside the container belong to the operator's account on the host.
+gpudesk_setup_user() {
+    user=${GPUDESK_USER:-dev}
+    case $user in
+        root) gpudesk_die "GPUDESK_USER must not be root" ;;
+        [a-z_]*) ;;
+        *) gpudesk_die "GPUDESK_USER '$user' is not a valid user name" ;;
+    esac
+    case $user in
+        *[!a-z0-9_-]*) gpudesk_die "GPUDESK_USER '$user' is not a valid user name" ;;
+    esac
+    mkdir -p /workspace
+    ws_uid=$(stat -c %u /workspace)
+    uid=${GPUDESK_UID:-}
+    if [ -z "$uid" ]; then
+        if [ "$ws_uid" != 0 ]; then uid=$ws_uid; else uid=1000; fi
+    fi
+    if id -u "$user" >/dev/null 2>&1; then
+        if [ "$(id -u "$user")" != "$uid" ] && ! getent passwd "$uid" >/dev/null; then
+            usermod -u "$uid" "$user"
+        fi
+    elif getent passwd "$uid" >/dev/null; then
+        useradd -m -s /bin/bash "$user"
+    else
+        useradd -m -u "$uid" -s /bin/bash "$user"
+    fi
+    # '*' rather than the locked '!': sshd refuses key logins to locked accounts without PAM.
+    usermod -p '*' "$user"
+    home=$(getent passwd "$user" | cut -d: -f6)
+    if [ "$(stat -c %u /workspace)" = 0 ]; then
+        chown "$user": /workspace
+    fi
+    if [ "${GPUDESK_SUDO:-0}" = 1 ]; then
+        echo "$user ALL=(ALL) NOPASSWD:ALL" > /etc/sudoers.d/gpudesk
+        chmod 0440 /etc/sudoers.d/gpudesk
+    else
+        rm -f /etc/sudoers.d/gpudesk
+    fi
+    export GPUDESK_USER=$user GPUDESK_HOME_DIR=$home
+}
+
+# Login shells start from a clean environment, so the image's ENV (PATH with /opt/conda/bin,
+# CUDA_*, NVIDIA_*, PYTHONUNBUFFERED, ...) is replayed for them; secrets are left out.
+gpudesk_write_env() {
+    gpudesk-python - <<'PY'
+import os, shlex
+skip = {"HOME", "USER", "LOGNAME", "SHELL", "HOSTNAME", "PWD", "OLDPWD", "SHLVL", "TERM", "_",
+        "GPUDESK_AUTHORIZED_KEYS", "JUPYTER_TOKEN", "GPUDESK_HOME_DIR"}
+items = sorted((k, v) for k, v in os.environ.items() if k not in skip and k.isidentifier())
+with open("/etc/profile.d/gpudesk-env.sh.tmp", "w") as f:
+    f.write("# Written by gpudesk at container start.\n")
+    for k, v in items:
+        f.write(f"export {k}={shlex.quote(v)}\n")
+os.chmod("/etc/profile.d/gpudesk-env.sh.tmp", 0o644)
+os.replace("/etc/profile.d/gpudesk-env.sh.tmp", "/etc/profile.d/gpudesk-env.sh")
+# `ssh host cmd` runs no login shell; sshd's PAM session still reads /etc/environment, which
+# takes no quoting, so only plain values go there.
+plain = [(k, v) for k, v in items if not any(c in v for c in '"\\$`\n')]
+with open("/etc/environment", "w") as f:
+    f.writelines(f'{k}="{v}"\n' for k, v in plain)
+PY
+}

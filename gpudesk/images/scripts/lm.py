@@ -1,0 +1,163 @@
+"""GPT-style causal language model on raw text (nanoGPT-like); the speed workload.
+
+Byte-level tokens (vocab 256) on a text file, or ``--synthetic`` token streams for
+benchmarks. Attention is ``F.scaled_dot_product_attention(is_causal=True)`` (flash kernels
+on GPU); the vocabulary is padded to a multiple of 64. ``--preset gpt2-small`` gives the
+124M GPT-2 shape (12 layers, 12 heads, 768 dim, seq 1024, vocab 50304). Train lines carry
+MFU (FLOPs/token = 6N + 12·L·H·Q·T, vs the GPU's dense bf16 peak).
+
+    torchrun --nproc_per_node=8 lm.py --preset gpt2-small --synthetic --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import layers
+import torch
+import torch.nn.functional as F  # noqa: N812
+import traincore
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+
+PRESETS = {
+    "gpt2-small": dict(layers=12, heads=12, dim=768, seq_len=1024, vocab_size=50304),
+}
+ARCH_DEFAULTS = dict(layers=6, heads=6, dim=384, seq_len=256, vocab_size=None)
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab: int, args: argparse.Namespace):
+        super().__init__()
+        self.stack = layers.Stack(
+            vocab, args.seq_len, args.dim, args.heads, args.layers, dropout=args.dropout
+        )
+        self.head = nn.Linear(args.dim, vocab, bias=False)
+        layers.init_weights(self)
+        self.head.weight = self.stack.tok.weight  # weight tying
+        for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * args.layers))
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.head(self.stack(idx, causal=True))
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+
+class Windows:
+    """(x, y) windows of ``seq`` tokens from a 1-D token stream, starting every ``stride``."""
+
+    def __init__(self, tokens: torch.Tensor, seq: int, stride: int):
+        self.tokens, self.seq, self.stride = tokens, seq, stride
+        self.n = max(0, (len(tokens) - seq - 1) // stride + 1)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.stack(
+            [self.tokens[i * self.stride : i * self.stride + self.seq + 1] for i in idx]
+        )
+        rows = rows.long()
+        return rows[:, :-1], rows[:, 1:]
+
+
+def synthetic_tokens(n: int, vocab: int, seed: int) -> torch.Tensor:
+    """A stream of 1024 random 64-token 'phrases' in random order: learnable but not trivial."""
+    g = torch.Generator().manual_seed(seed)
+    phrases = torch.randint(vocab, (1024, 64), generator=g, dtype=torch.int32)
+    order = torch.randint(1024, (n // 64 + 1,), generator=g)
+    return phrases[order].flatten()[:n]
+
+
+class LM(traincore.Task):
+    name = "lm"
+    description = __doc__.splitlines()[0]
+    defaults = dict(
+        data=str(HERE / "data" / "corpus.txt"),
+        steps=2000,
+        lr=6e-4,
+        batch_size=16,
+        eval_every=500,
+        ckpt_every=1000,
+        weight_decay=0.1,
+        dropout=0.0,
+    )
+    model_args = ("layers", "heads", "dim", "seq_len", "vocab_size")
+    eval_batches = 20
+
+    def add_args(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--preset", choices=sorted(PRESETS), help="model shape preset")
+        p.add_argument("--layers", type=int, default=None, help="preset value, else 6")
+        p.add_argument("--heads", type=int, default=None, help="preset value, else 6")
+        p.add_argument("--dim", type=int, default=None, help="preset value, else 384")
+        p.add_argument("--seq-len", type=int, default=None, help="preset value, else 256")
+        p.add_argument(
+            "--vocab-size",
+            type=int,
+            default=None,
+            help="synthetic token range (default 256 bytes; padded to a multiple of 64)",
+        )
+        p.add_argument("--synthetic-tokens", type=int, default=4_000_000)
+        p.add_argument("--val-frac", type=float, default=0.1)
+
+    def setup(self, args: argparse.Namespace, meta: dict | None) -> dict:
+        # explicit flags > preset > defaults
+        preset = PRESETS.get(args.preset or "", {})
+        for k, v in ARCH_DEFAULTS.items():
+            if getattr(args, k) is None:
+                setattr(args, k, preset.get(k, v))
+        if args.vocab_size is None:
+            args.vocab_size = 256
+        if args.synthetic:
+            tokens = synthetic_tokens(args.synthetic_tokens, args.vocab_size, args.seed)
+        else:
+            path = Path(args.data)
+            if not path.is_file():
+                raise traincore.UserError(f"data file not found: {path}")
+            tokens = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8).int()
+            if args.vocab_size < 256:
+                raise traincore.UserError("--vocab-size must be >= 256 for byte-level text")
+        seq = args.seq_len
+        n_val = max(seq + 1, int(len(tokens) * args.val_frac))
+        if len(tokens) - n_val < seq + 1:
+            raise traincore.UserError(
+                f"{len(tokens)} tokens are too few for --seq-len {seq}; use a larger corpus"
+            )
+        self.train_set = Windows(tokens[:-n_val], seq, max(1, seq // 8))
+        self.val_set = Windows(tokens[-n_val:], seq, seq)
+        self.tokens_per_sample = seq
+        return {"vocab_size": args.vocab_size}
+
+    def build_model(self, args: argparse.Namespace) -> nn.Module:
+        self.args = args
+        vocab = (args.vocab_size + 63) // 64 * 64
+        return GPT(vocab, args)
+
+    def loss(self, model: nn.Module, batch: tuple) -> torch.Tensor:
+        x, y = batch
+        return model(x, y)
+
+    def evaluate(self, model: nn.Module, raw: nn.Module, batches: list, amp) -> dict:
+        total, count = 0.0, 0
+        for (x, y), n in batches:
+            with amp():
+                logits = model(x)[:n].float()
+            total += F.cross_entropy(logits.flatten(0, 1), y[:n].flatten(), reduction="sum").item()
+            count += y[:n].numel()
+        val_loss = total / count
+        return {"val_loss": val_loss, "perplexity": math.exp(min(val_loss, 80.0))}
+
+    def flops_per_token(self, raw: nn.Module) -> float | None:
+        a = self.args
+        n = sum(p.numel() for p in raw.parameters()) - raw.stack.pos.weight.numel()
+        return traincore.gpt_flops_per_token(n, a.layers, a.heads, a.dim // a.heads, a.seq_len)
+
+
+if __name__ == "__main__":
+    traincore.main(LM())

@@ -1,0 +1,103 @@
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gpudesk.images.scripts import textutil as tu
+
+
+def test_bleu_matches_sacrebleu_documented_example():
+    # sacrebleu README: BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944)
+    refs = [
+        ["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
+        ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."],
+    ]
+    hyps = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
+    assert tu.corpus_bleu(hyps, refs) == pytest.approx(48.53, abs=0.005)
+
+
+def test_bleu_hand_computed():
+    # hyp "the cat sat on the mat" vs ref "the cat sat on a mat":
+    # p1 = 5/6, p2 = 3/5, p3 = 2/4, p4 = 1/3, equal lengths so BP = 1.
+    expected = 100 * math.exp(
+        (math.log(5 / 6) + math.log(3 / 5) + math.log(2 / 4) + math.log(1 / 3)) / 4
+    )
+    assert tu.corpus_bleu(["the cat sat on the mat"], [["the cat sat on a mat"]]) == pytest.approx(
+        expected
+    )
+
+
+def test_bleu_splits_chinese_characters():
+    assert tu.tokenize_bleu("我喜欢茶。") == ["我", "喜", "欢", "茶", "。"]
+    assert tu.corpus_bleu(["我喜欢苹果和茶。"], [["我喜欢苹果和茶。"]]) == pytest.approx(100.0)
+
+
+words = st.lists(
+    st.sampled_from(["a", "b", "cat", "dog", "的", "。", "run", "."]), min_size=4, max_size=12
+)
+
+
+@given(st.lists(words, min_size=1, max_size=4))
+def test_bleu_identity_is_100(sents):
+    lines = [" ".join(w) for w in sents]
+    assert tu.corpus_bleu(lines, [lines]) == pytest.approx(100.0)
+
+
+@given(st.lists(st.tuples(words, words), min_size=1, max_size=4))
+def test_bleu_is_bounded(pairs):
+    hyps = [" ".join(h) for h, _ in pairs]
+    refs = [" ".join(r) for _, r in pairs]
+    assert 0.0 <= tu.corpus_bleu(hyps, [refs]) <= 100.0 + 1e-9
+
+
+@given(st.text())
+def test_byte_tokenizer_round_trip(text):
+    tok = tu.ByteTokenizer()
+    ids = tok.encode(text)
+    assert all(tu.N_SPECIAL <= i < tok.vocab_size for i in ids)
+    assert tok.decode(ids) == text
+
+
+@given(st.text(min_size=1))
+def test_char_tokenizer_round_trip(text):
+    tok = tu.CharTokenizer.fit([text])
+    assert tok.decode(tok.encode(text)) == text
+    assert tu.tokenizer_from_state(tok.state()).encode(text) == tok.encode(text)
+
+
+def test_char_tokenizer_unknown_and_padding():
+    tok = tu.CharTokenizer.fit(["ab"])
+    assert tok.encode("abz") == [4, 5, tu.UNK]
+    assert tu.pad_to([1, 2, 3], 5) == [1, 2, 3, 0, 0]
+    assert tu.pad_to([1, 2, 3], 2) == [1, 2]
+
+
+def test_macro_f1():
+    assert tu.macro_f1([0, 0, 1, 1], [0, 0, 1, 1]) == 1.0
+    # class 0: tp 1 fp 0 fn 1 -> 2/3; class 1: tp 2 fp 1 fn 0 -> 4/5
+    assert tu.macro_f1([0, 0, 1, 1], [0, 1, 1, 1]) == pytest.approx((2 / 3 + 4 / 5) / 2)
+
+
+def test_read_pairs_tsv_jsonl_and_errors(tmp_path):
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text("# comment\nhello\tgreet\n你好\tgreet\n\n", encoding="utf-8")
+    assert tu.read_pairs(tsv, ("text", "label")) == [("hello", "greet"), ("你好", "greet")]
+    js = tmp_path / "d.jsonl"
+    js.write_text('{"text": "hi", "label": "greet"}\n', encoding="utf-8")
+    assert tu.read_pairs(js, ("text", "label")) == [("hi", "greet")]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("ok\tx\nno tab here\n", encoding="utf-8")
+    with pytest.raises(tu.DataError, match=r"bad.tsv:2"):
+        tu.read_pairs(bad, ("text", "label"))
+    with pytest.raises(tu.DataError, match="not found"):
+        tu.read_pairs(tmp_path / "missing.tsv", ("text", "label"))
+
+
+def test_sample_data_is_bilingual():
+    data = tu.read_pairs(
+        __import__("pathlib").Path(tu.__file__).parent / "data" / "intents.tsv", ("text", "label")
+    )
+    assert len(data) >= 200
+    assert any(tu._CJK.search(t) for t, _ in data)
+    assert any(t.isascii() for t, _ in data)
