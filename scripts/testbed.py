@@ -40,7 +40,9 @@ PACKAGES = {
     "/usr/sbin/debootstrap": "debootstrap",
     "/usr/bin/ssh": "openssh-client",
 }
-BASE_DEBS = "python3,python3-venv,python3-pip,openssh-server,ca-certificates,procps,sudo,iproute2,curl"
+BASE_DEBS = (
+    "python3,python3-venv,python3-pip,openssh-server,ca-certificates,procps,sudo,iproute2,curl"
+)
 
 
 class TestbedError(RuntimeError):
@@ -158,7 +160,14 @@ def _debootstrap(rootfs: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"debootstrap bookworm into {tmp} (about a minute)")
     subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--include={BASE_DEBS}", "bookworm", str(tmp), mirror],
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={BASE_DEBS}",
+            "bookworm",
+            str(tmp),
+            mirror,
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -166,7 +175,9 @@ def _debootstrap(rootfs: Path) -> None:
     if CA_BUNDLE.exists():
         shutil.copy(CA_BUNDLE, tmp / "usr/local/share/gpudesk-ca.crt")
     (tmp / "var/cache/apt/archives").mkdir(parents=True, exist_ok=True)
-    subprocess.run(["rm", "-rf", str(tmp / "var/cache/apt/archives"), str(tmp / "var/lib/apt/lists")])
+    subprocess.run(
+        ["rm", "-rf", str(tmp / "var/cache/apt/archives"), str(tmp / "var/lib/apt/lists")]
+    )
     tmp.rename(rootfs)
 
 

@@ -140,7 +140,9 @@ def test_silent_port_is_unreachable_after_the_timeout_not_hung(known_hosts_file:
         assert time.monotonic() - started < 6
 
 
-def wait_state(events: queue.Queue[ConnStatus], state: ConnState, timeout: float = 30) -> ConnStatus:
+def wait_state(
+    events: queue.Queue[ConnStatus], state: ConnState, timeout: float = 30
+) -> ConnStatus:
     deadline = time.monotonic() + timeout
     while True:
         status = events.get(timeout=max(0.01, deadline - time.monotonic()))

@@ -87,7 +87,9 @@ def test_malformed_file_names_file_and_line_and_is_left_alone() -> None:
 def test_schema_errors_name_the_section_line() -> None:
     paths = Paths.from_env()
     paths.home.mkdir(parents=True)
-    paths.hosts_file.write_text('[hosts.ok]\nhostname = "a"\n\n[hosts.gpu2]\nhostname = "b"\nport = 0\n')
+    paths.hosts_file.write_text(
+        '[hosts.ok]\nhostname = "a"\n\n[hosts.gpu2]\nhostname = "b"\nport = 0\n'
+    )
     with pytest.raises(ConfigError, match=r"line 4: \[hosts.gpu2\] port"):
         Inventory.load()
     paths.hosts_file.write_text('[hosts.x]\nhostname = "a"\ncolour = "red"\n')
