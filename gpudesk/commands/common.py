@@ -1,0 +1,59 @@
+"""What every CLI command module shares: user-facing errors, tables, connecting hosts."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from gpudesk.remote.config import ConfigError
+from gpudesk.remote.containers import ContainerError
+from gpudesk.remote.engine import EngineError
+from gpudesk.remote.flavours import InvalidNameError
+from gpudesk.remote.fleet import Fleet, HostService, connect_blocking
+from gpudesk.remote.ssh import SshError
+from gpudesk.remote.sshconfig import SshConfigError
+
+
+class CliError(Exception):
+    """Printed as ``gpudesk: <message>`` on stderr with exit code 1."""
+
+
+# Errors whose message is one sentence for the user: printed without a traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    CliError,
+    ConfigError,
+    SshError,
+    EngineError,
+    ContainerError,
+    InvalidNameError,
+    SshConfigError,
+)
+
+
+def print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def connected_services(fleet: Fleet, names: list[str]) -> list[HostService]:
+    """Connect to each named host in parallel; report the ones that fail on stderr."""
+
+    def attempt(service: HostService) -> HostService | None:
+        try:
+            connect_blocking(service.conn)
+        except SshError as exc:
+            print(f"gpudesk: {service.host.name}: {exc}", file=sys.stderr)
+            return None
+        return service
+
+    services = [fleet.get(n) for n in names]
+    with ThreadPoolExecutor(max_workers=min(16, len(services))) as pool:
+        return [s for s in pool.map(attempt, services) if s is not None]
+
+
+def connected_service(fleet: Fleet, name: str) -> HostService:
+    """Connect to one host or raise its connection error."""
+    service = fleet.get(name)
+    connect_blocking(service.conn)
+    return service

@@ -1,0 +1,74 @@
+"""``gpudesk stats``: live GPU and host stats from every host's agent."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import threading
+from typing import Any
+
+from gpudesk.commands.common import CliError, connected_services
+from gpudesk.remote.config import Inventory
+from gpudesk.remote.fleet import Fleet, simulated_gpus
+from gpudesk.remote.gpu.sample import GpuSample, dump_sample
+from gpudesk.remote.gpu.stream import GpuStream, StreamState
+from gpudesk.remote.gpu.table import format_table
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    if args.interval <= 0:
+        raise CliError("--interval must be a positive number of seconds.")
+    inventory = Inventory.load()
+    names = [inventory.get(args.host).name] if args.host else inventory.names()
+    fleet = Fleet.build(inventory)
+    samples: queue.Queue[tuple[str, GpuSample]] = queue.Queue()
+    streams: list[GpuStream] = []
+    try:
+        services = connected_services(fleet, names)
+        if not services:
+            return 1
+        for service in services:
+            name = service.host.name
+
+            def on_state(state: StreamState, detail: str, name: str = name) -> None:
+                if state is StreamState.RESTARTING:
+                    print(f"gpudesk: {name}: GPU agent restarting: {detail}", file=sys.stderr)
+
+            stream = service.gpu_stream(
+                lambda sample, name=name: samples.put((name, sample)),  # type: ignore[misc]
+                on_state,
+                interval=args.interval,
+                simulate=simulated_gpus(),
+            )
+            streams.append(stream)
+            threading.Thread(target=stream.run, daemon=True).start()
+        pending = {s.host.name for s in services}
+        while pending or not args.once:
+            name, sample = samples.get()
+            if args.once and name not in pending:
+                continue
+            pending.discard(name)
+            if args.json:
+                record = json.loads(dump_sample(sample))
+                record["host"] = name
+                print(json.dumps(record), flush=True)
+            else:
+                print(f"== {name}\n{format_table(sample)}\n", flush=True)
+        return 0
+    finally:
+        for stream in streams:
+            stream.stop()
+        fleet.close()
+
+
+def register(sub: Any) -> None:
+    stats = sub.add_parser("stats", help="live GPU and host stats, like nvidia-smi, for every host")
+    stats.add_argument("--host", metavar="H", help="only this host")
+    stats.add_argument("--once", action="store_true", help="one sample per host, then exit")
+    stats.add_argument("--json", action="store_true", help="JSON lines in the agent's schema")
+    stats.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="seconds between samples"
+    )
+    stats.set_defaults(func=cmd_stats)
