@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,6 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A bug, not a user error: still one line, with the trace only when asked for.
+        if os.environ.get("GPUDESK_DEBUG"):
+            raise
+        print(
+            f"gpudesk: unexpected error ({type(exc).__name__}: {exc}); "
+            "rerun with GPUDESK_DEBUG=1 for details and report it.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,9 +1,239 @@
-"""``gpudesk ps|launch|start|stop|restart|rm|ssh|jupyter``: dev containers on hosts."""
+"""``gpudesk ps|launch|start|stop|restart|rm|ssh|jupyter|ssh-include``: dev containers on hosts."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import shutil
+import sys
+import threading
+from dataclasses import asdict
 from typing import Any
+
+from gpudesk.commands.common import CliError, connected_service, connected_services, print_table
+from gpudesk.remote import sshconfig
+from gpudesk.remote.config import Inventory, user_ssh_config_path
+from gpudesk.remote.containers import ContainerInfo, ContainerNotFoundError
+from gpudesk.remote.devcontainers import DevContainers, LaunchRequest
+from gpudesk.remote.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour
+from gpudesk.remote.fleet import Fleet
+
+
+def _info_row(host: str, info: ContainerInfo) -> dict[str, Any]:
+    row = asdict(info)
+    row["host"] = host
+    row["flavour"] = info.flavour.value if info.flavour else None
+    for key in ("created", "started_at"):
+        row[key] = row[key].isoformat() if row.get(key) else None
+    row["uptime"] = info.uptime.total_seconds() if info.uptime else None
+    return row
+
+
+def _ports_text(info: ContainerInfo) -> str:
+    return ",".join(f"{p.host_ip}:{p.host_port}->{p.container_port}" for p in info.ports) or "-"
+
+
+def _uptime_text(info: ContainerInfo) -> str:
+    if info.uptime is None or info.state != "running":
+        return "-"
+    seconds = int(info.uptime.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d{hours}h" if days else f"{hours}h{rest // 60:02d}m"
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    inventory = Inventory.load()
+    names = [inventory.get(args.host).name] if args.host else inventory.names()
+    fleet = Fleet.build(inventory)
+    rows: list[tuple[str, ContainerInfo]] = []
+    try:
+        for service in connected_services(fleet, names):
+            try:
+                infos = DevContainers(service, inventory).list(args.all)
+            except Exception as exc:  # one host's engine failing must not hide the others
+                print(f"gpudesk: {service.host.name}: {exc}", file=sys.stderr)
+                continue
+            rows += [(service.host.name, i) for i in infos]
+    finally:
+        fleet.close()
+    if args.json:
+        print(json.dumps([_info_row(h, i) for h, i in rows], indent=2))
+        return 0
+    table = [
+        [h, i.name, i.flavour.value if i.flavour else "-", i.image[:40], i.state,
+         _uptime_text(i), i.gpus or "-", _ports_text(i)]
+        for h, i in rows
+    ]  # fmt: skip
+    print_table(table, ["HOST", "NAME", "FLAVOUR", "IMAGE", "STATE", "UP", "GPUS", "PORTS"])
+    return 0
+
+
+def _find(fleet: Fleet, inventory: Inventory, name: str, host: str | None) -> DevContainers:
+    """The host that has container ``name`` (searching all hosts unless --host)."""
+    names = [inventory.get(host).name] if host else inventory.names()
+    for service in connected_services(fleet, names):
+        dev = DevContainers(service, inventory)
+        try:
+            if dev.engine().exists(name):
+                return dev
+        except Exception as exc:
+            print(f"gpudesk: {service.host.name}: {exc}", file=sys.stderr)
+    where = f"on {host}" if host else "on any connected host"
+    raise CliError(f"No container named {name} {where}; see `gpudesk ps`.")
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    inventory = Inventory.load()
+    fleet = Fleet.build(inventory)
+    try:
+        service = connected_service(fleet, inventory.get(args.host).name)
+        dev = DevContainers(service, inventory)
+        flavour = Flavour(args.flavour)
+        name = args.name or f"{flavour.value}-{os.urandom(2).hex()}"
+        request = LaunchRequest(
+            flavour=flavour,
+            name=name,
+            gpus=args.gpus,
+            workspace=args.workspace,
+            image=args.image,
+            base_image=args.base_image,
+            memory=args.memory,
+            key=args.key,
+        )
+        quiet = args.json
+        result, reach = dev.launch(
+            request,
+            on_progress=None if quiet else lambda line: print(f"  {line}", file=sys.stderr),
+            timeout=args.timeout,
+        )
+    finally:
+        fleet.close()
+    if args.json:
+        out = _info_row(args.host, result.info)
+        out.update(reach=asdict(reach), host_port=result.host_port, image=result.image)
+        out["reach"]["flavour"] = flavour.value
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{name} is ready on {args.host}. Reach it with:")
+    for line in reach.lines():
+        print(f"  {line}")
+    if flavour is Flavour.SSH and not sshconfig.include_present(
+        user_ssh_config_path(), sshconfig.config_path(inventory.paths.home)
+    ):
+        print("  Run `gpudesk ssh-include` once so plain `ssh`, scp and VS Code find it.")
+    if flavour is Flavour.JUPYTER and args.host != "localhost":
+        print(f"  (on the host's loopback; `gpudesk jupyter {name}` forwards it here)")
+    return 0
+
+
+def cmd_act(args: argparse.Namespace) -> int:
+    inventory = Inventory.load()
+    fleet = Fleet.build(inventory)
+    try:
+        dev = _find(fleet, inventory, args.name, args.host)
+        result = dev.act(args.verb, args.name)
+    finally:
+        fleet.close()
+    if args.verb == "rm":
+        print(f"removed {args.name}; its workspace {getattr(result, 'kept_workspace', '')} is kept")
+    else:
+        print(f"{args.name}: {getattr(result, 'state', args.verb)}")
+    return 0
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    home = Inventory.load().paths.home
+    if not any(e.name == args.name for e in sshconfig.entries(home)):
+        raise CliError(
+            f"No ssh entry for {args.name}; launch it with `gpudesk launch ssh` "
+            "(only SSH-flavour containers have one)."
+        )
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise CliError("The OpenSSH client `ssh` is not installed here; install openssh-client.")
+    argv = [ssh, "-F", str(sshconfig.config_path(home)), SSH_HOST_PREFIX + args.name]
+    command = [c for c in args.command if c != "--"]
+    os.execv(ssh, argv + command)
+    return 0  # not reached
+
+
+def cmd_jupyter(args: argparse.Namespace) -> int:
+    inventory = Inventory.load()
+    fleet = Fleet.build(inventory)
+    try:
+        dev = _find(fleet, inventory, args.name, args.host)
+        reach, tunnel = dev.open_jupyter(args.name)
+        print(reach.url, flush=True)
+        if tunnel is None:
+            return 0
+        print("forwarding through the host's SSH connection; ctrl+c stops", file=sys.stderr)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            tunnel.close()
+    except ContainerNotFoundError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        fleet.close()
+    return 0
+
+
+def cmd_ssh_include(args: argparse.Namespace) -> int:
+    paths = Inventory.load().paths
+    changed = sshconfig.ensure_include(user_ssh_config_path(), sshconfig.config_path(paths.home))
+    where = user_ssh_config_path()
+    print(f"{'added' if changed else 'already present'}: Include line at the top of {where}")
+    return 0
 
 
 def register(sub: Any) -> None:
-    """Adds this group's subcommands to the top-level parser."""
+    ps = sub.add_parser("ps", help="list dev containers on every host")
+    ps.add_argument("--host", metavar="H")
+    ps.add_argument("--all", action="store_true", help="also containers gpudesk did not make")
+    ps.add_argument("--json", action="store_true")
+    ps.set_defaults(func=cmd_ps)
+
+    launch = sub.add_parser("launch", help="build if needed, run, and wait for a dev container")
+    launch.add_argument("flavour", choices=[f.value for f in Flavour])
+    launch.add_argument("--host", required=True, metavar="H")
+    launch.add_argument("--name", help="container name (default: flavour-xxxx)")
+    launch.add_argument("--gpus", metavar="SPEC", help="'all', a count like 2, or indices like 0,2")
+    launch.add_argument("--workspace", metavar="DIR", help="host folder for /workspace")
+    launch.add_argument("--image", metavar="IMG", help="run this image instead of building one")
+    launch.add_argument("--base-image", metavar="IMG", default=DEFAULT_BASE_IMAGE)
+    launch.add_argument("--memory", metavar="SIZE", help="memory limit like 64g")
+    launch.add_argument("--key", metavar="FILE", help="private key whose .pub the container trusts")
+    launch.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
+    launch.add_argument("--json", action="store_true")
+    launch.set_defaults(func=cmd_launch)
+
+    for verb, text in (
+        ("start", "start a stopped container"),
+        ("stop", "stop a container (its workspace stays)"),
+        ("restart", "restart a container"),
+        ("rm", "remove a container; its workspace folder on the host is kept"),
+    ):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("name")
+        p.add_argument("--host", metavar="H")
+        p.set_defaults(func=cmd_act, verb=verb)
+
+    ssh = sub.add_parser("ssh", help="open an ssh session in an SSH dev container")
+    ssh.add_argument("name")
+    ssh.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD to run instead of a shell")
+    ssh.set_defaults(func=cmd_ssh)
+
+    jupyter = sub.add_parser("jupyter", help="print a Jupyter container's URL, forwarding its port")
+    jupyter.add_argument("name")
+    jupyter.add_argument("--host", metavar="H")
+    jupyter.set_defaults(func=cmd_jupyter)
+
+    include = sub.add_parser(
+        "ssh-include",
+        help="add one Include line for gpudesk's ssh config at the top of ~/.ssh/config",
+    )
+    include.set_defaults(func=cmd_ssh_include)

@@ -96,8 +96,9 @@ def ssh_client(conn: SshConnection, timeout: float = 60.0) -> docker.DockerClien
         base_url="tcp://127.0.0.1:2375", version=API_VERSION, timeout=timeout
     )
     api = client.api
-    api.mount("http+gpudesk://", _SshAdapter(conn, timeout))
-    api.base_url = "http+gpudesk://engine"
+    # docker-py finds the raw stream of attach/exec responses by this prefix (ChannelFile.channel).
+    api.mount("http+docker://ssh", _SshAdapter(conn, timeout))
+    api.base_url = "http+docker://ssh"
     return client
 
 

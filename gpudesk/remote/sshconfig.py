@@ -23,14 +23,16 @@ import contextlib
 import fcntl
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from gpudesk.remote.config import atomic_write
 from gpudesk.remote.flavours import SSH_HOST_PREFIX, validate_name, validate_user
 
 CONFIG_NAME = "ssh_config"
+HOSTS_NAME = "ssh_hosts"
+HOST_ALIAS_PREFIX = "gpudesk-host-"
 KNOWN_HOSTS_NAME = "known_hosts_containers"
 _HEADER = (
     "# Written by gpudesk: one block per SSH dev container. gpudesk rewrites this file;\n"
@@ -118,7 +120,60 @@ def render_block(entry: ContainerEntry, home: Path) -> str:
 
 def render(entries_: list[ContainerEntry], home: Path) -> str:
     blocks = [render_block(e, home) for e in sorted(entries_, key=lambda e: e.name)]
-    return _HEADER + "".join("\n" + block for block in blocks)
+    # The GPU hosts' own aliases, which the container blocks jump through.
+    include = f"Include {_config_value('path', str(hosts_path(home)))}\n"
+    return _HEADER + include + "".join("\n" + block for block in blocks)
+
+
+def hosts_path(home: Path) -> Path:
+    return home / HOSTS_NAME
+
+
+@dataclass(frozen=True)
+class HostAlias:
+    """How OpenSSH reaches a GPU host exactly as gpudesk does (same key, port, jump)."""
+
+    name: str
+    hostname: str
+    port: int
+    user: str | None
+    identity: str | None
+    jump: str | None  # another alias or a plain destination
+    known_hosts: tuple[str, ...]
+
+    @property
+    def alias(self) -> str:
+        return HOST_ALIAS_PREFIX + self.name
+
+
+def render_host_block(host: HostAlias) -> str:
+    lines = [
+        f"Host {host.alias}",
+        f"    HostName {_config_value('host name', host.hostname)}",
+        f"    Port {int(host.port)}",
+    ]
+    if host.user:
+        lines.append(f"    User {_config_value('user', host.user)}")
+    if host.identity:
+        lines.append(f"    IdentityFile {_config_value('identity file', host.identity)}")
+    if host.known_hosts:
+        files = " ".join(_config_value("path", p) for p in host.known_hosts)
+        lines.append(f"    UserKnownHostsFile {files}")
+    lines.append("    StrictHostKeyChecking yes")
+    if host.jump:
+        if not _JUMP_RE.fullmatch(host.jump) or host.jump.startswith("-"):
+            raise SshConfigError(f"The jump host {host.jump!r} is not a plain ssh destination.")
+        lines.append(f"    ProxyJump {host.jump}")
+    return "\n".join(lines) + "\n"
+
+
+def write_host_aliases(home: Path, hosts: list[HostAlias]) -> None:
+    """Rewrite the GPU hosts' aliases; container blocks name them in ProxyJump."""
+    text = "# Written by gpudesk from hosts.toml; rewritten on each launch.\n" + "".join(
+        "\n" + render_host_block(h) for h in sorted(hosts, key=lambda h: h.name)
+    )
+    with _locked(home):
+        atomic_write(hosts_path(home), text)
 
 
 def parse(config_text: str, known_hosts_text: str = "") -> list[ContainerEntry]:
@@ -159,22 +214,6 @@ def parse(config_text: str, known_hosts_text: str = "") -> list[ContainerEntry]:
     return result
 
 
-def _atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 @contextlib.contextmanager
 def _locked(home: Path) -> Iterator[None]:
     # Two gpudesk windows launching at once must not drop each other's entries.
@@ -202,8 +241,8 @@ def _write_all(home: Path, all_entries: list[ContainerEntry]) -> None:
     ordered = sorted(all_entries, key=lambda e: e.name)
     text = render(ordered, home)
     known = "".join(f"{e.alias} {e.host_key.strip()}\n" for e in ordered)
-    _atomic_write(known_hosts_path(home), known)
-    _atomic_write(config_path(home), text)
+    atomic_write(known_hosts_path(home), known)
+    atomic_write(config_path(home), text)
 
 
 def add_entry(home: Path, entry: ContainerEntry) -> None:
@@ -290,5 +329,5 @@ def ensure_include(user_ssh_config: Path, gpudesk_config: Path) -> bool:
     text = f"{_include_line(gpudesk_config)}\n" + ("\n" + rest if rest.strip() else "")
     if not target.parent.exists():
         target.parent.mkdir(parents=True, mode=0o700)
-    _atomic_write(target, text, mode)
+    atomic_write(target, text, mode)
     return True

@@ -1,0 +1,338 @@
+"""Dev containers on one host, end to end: launch, list, act, reach (ssh config, Jupyter URL).
+
+This joins the pieces the TUI and the CLI both need: :mod:`containers` (the engine),
+:mod:`sshconfig` (how ``ssh gpudesk-<name>`` gets there) and the host's connection (workspace
+folders, readiness probes through the host's loopback, port forwards).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from gpudesk.remote import shell, sshconfig
+from gpudesk.remote.config import Host, HostKind, Inventory, Paths
+from gpudesk.remote.containers import (
+    ContainerError,
+    ContainerInfo,
+    Containers,
+    LaunchResult,
+    LaunchSpec,
+    ReadyResult,
+    Removed,
+)
+from gpudesk.remote.flavours import (
+    DEFAULT_BASE_IMAGE,
+    SSH_HOST_PREFIX,
+    Flavour,
+    generate_token,
+    validate_name,
+)
+from gpudesk.remote.fleet import HostService
+from gpudesk.remote.ssh import SshError
+from gpudesk.remote.tunnels import Tunnel
+
+DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+PROBE_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    flavour: Flavour
+    name: str
+    gpus: str | None = None
+    workspace: str | None = None  # on the GPU host; "~/..." is expanded there
+    image: str | None = None
+    base_image: str = DEFAULT_BASE_IMAGE
+    memory: str | None = None
+    key: str | None = None  # private key file; its .pub goes into the container
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How the operator gets into a launched container."""
+
+    name: str
+    flavour: Flavour
+    ssh_alias: str | None = None
+    ssh_config: str | None = None
+    url: str | None = None  # Jupyter, reachable from this machine (through a tunnel if remote)
+
+    def lines(self) -> list[str]:
+        if self.flavour is Flavour.SSH:
+            return [
+                f"ssh {self.ssh_alias}",
+                f"(or, without the Include line: ssh -F {self.ssh_config} {self.ssh_alias})",
+            ]
+        return [self.url or ""]
+
+
+def operator_key(host: Host, explicit: str | None = None) -> tuple[Path, str]:
+    """The private key the container will trust, and its public half."""
+    candidates: list[Path] = []
+    if explicit:
+        candidates.append(Path(explicit).expanduser())
+    else:
+        if host.identity:
+            candidates.append(Path(host.identity).expanduser())
+        candidates += [Path.home() / ".ssh" / name for name in DEFAULT_KEYS]
+    for private in candidates:
+        public = private.with_name(private.name + ".pub")
+        if private.exists() and public.exists():
+            return private, public.read_text(encoding="utf-8").strip()
+    raise ContainerError(
+        "No SSH key pair to put into the container; create one with `ssh-keygen -t ed25519` "
+        "or name one with --key."
+    )
+
+
+def host_alias(host: Host, inventory: Inventory, paths: Paths) -> sshconfig.HostAlias:
+    jump: str | None = None
+    if host.jump:
+        names = inventory.names()
+        jump = sshconfig.HOST_ALIAS_PREFIX + host.jump if host.jump in names else host.jump
+    return sshconfig.HostAlias(
+        name=host.name,
+        hostname=host.hostname,
+        port=host.port,
+        user=host.user,
+        identity=str(Path(host.identity).expanduser()) if host.identity else None,
+        jump=jump,
+        known_hosts=(str(Path.home() / ".ssh" / "known_hosts"), str(paths.known_hosts)),
+    )
+
+
+def write_host_aliases(inventory: Inventory) -> None:
+    aliases = [
+        host_alias(h, inventory, inventory.paths) for h in inventory.hosts if h.kind is HostKind.SSH
+    ]
+    sshconfig.write_host_aliases(inventory.paths.home, aliases)
+
+
+def read_banner(endpoint: Any) -> ReadyResult:
+    data = endpoint.recv(256)
+    if data.startswith(b"SSH-"):
+        return ReadyResult(True, data.split(b"\r", 1)[0].decode("ascii", "replace"))
+    return ReadyResult(False, "the port answered without an SSH banner")
+
+
+def http_status(endpoint: Any, path: str, token: str) -> int:
+    """Send one GET over an already-open stream (socket or SSH channel); return the status."""
+    request = (
+        f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: token {token}\r\n\r\n"
+    ).encode()
+    endpoint.sendall(request)
+    head = b""
+    while b"\r\n" not in head:
+        chunk = endpoint.recv(1024)
+        if not chunk:
+            break
+        head += chunk
+    parts = head.split(b"\r\n", 1)[0].split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ContainerError("Jupyter answered something that is not HTTP.")
+    return int(parts[1])
+
+
+class DevContainers:
+    """The dev containers of one host."""
+
+    def __init__(self, service: HostService, inventory: Inventory) -> None:
+        self.service = service
+        self.inventory = inventory
+        self.paths = inventory.paths
+
+    @property
+    def host(self) -> Host:
+        return self.service.host
+
+    @property
+    def local(self) -> bool:
+        return self.host.kind is HostKind.LOCAL
+
+    def engine(self) -> Containers:
+        return Containers(self.service.docker())
+
+    # ------------------------------------------------------------------ host side
+
+    def remote_home(self) -> str:
+        if self.local:
+            return str(Path.home())
+        result = self.service.conn.exec('printf %s "$HOME"', timeout=20)
+        home = result.text().strip()
+        if not result.ok or not home.startswith("/"):
+            raise ContainerError(f"Cannot find the home folder on {self.host.name}.")
+        return home
+
+    def resolve_workspace(self, name: str, workspace: str | None) -> str:
+        raw = workspace or f"~/gpudesk/{name}"
+        if raw == "~" or raw.startswith("~/"):
+            raw = self.remote_home() + raw[1:]
+        if not PurePosixPath(raw).is_absolute():
+            raise ContainerError(
+                f"The workspace {raw!r} must be an absolute path or start with ~/ on the host."
+            )
+        return raw
+
+    def ensure_dir(self, path: str) -> None:
+        result = self.service.conn.exec(shell.command(["mkdir", "-p", "--", path]), timeout=30)
+        if not result.ok:
+            raise ContainerError(
+                f"Cannot create the workspace {path} on {self.host.name}: "
+                f"{result.error_text() or 'mkdir failed'}."
+            )
+
+    def _open(self, port: int) -> Any:
+        return self.service.conn.open_tcp("127.0.0.1", port, PROBE_TIMEOUT)
+
+    def probe(self, flavour: Flavour, token: str | None) -> Callable[[int], ReadyResult]:
+        def check(port: int) -> ReadyResult:
+            try:
+                endpoint = self._open(port)
+            except SshError as exc:
+                return ReadyResult(False, str(exc))
+            try:
+                endpoint.settimeout(PROBE_TIMEOUT)
+                if flavour is Flavour.SSH:
+                    return read_banner(endpoint)
+                status = http_status(endpoint, "/api/status", token or "")
+                return ReadyResult(status == 200, f"Jupyter answered {status}")
+            except (OSError, ContainerError) as exc:
+                return ReadyResult(False, f"no answer yet on port {port}: {exc}")
+            finally:
+                endpoint.close()
+
+        return check
+
+    # ------------------------------------------------------------------ launch
+
+    def launch(
+        self,
+        request: LaunchRequest,
+        on_progress: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float = 120.0,
+    ) -> tuple[LaunchResult, Reach]:
+        emit = on_progress or (lambda _line: None)
+        validate_name(request.name)
+        private_key, public_key = (
+            operator_key(self.host, request.key) if request.flavour is Flavour.SSH else (None, "")
+        )
+        token = generate_token() if request.flavour is Flavour.JUPYTER else None
+        workspace = self.resolve_workspace(request.name, request.workspace)
+        spec = LaunchSpec(
+            flavour=request.flavour,
+            name=request.name,
+            workspace=workspace,
+            public_key=public_key,
+            gpus=request.gpus,
+            image=request.image,
+            base_image=request.base_image,
+            memory=request.memory,
+            jupyter_token=token,
+        )
+        result = self.engine().launch(
+            spec,
+            self.ensure_dir,
+            probe=self.probe(request.flavour, token),
+            on_progress=emit,
+            timeout=timeout,
+            cancel=cancel,
+        )
+        if request.flavour is Flavour.SSH:
+            assert private_key is not None
+            try:
+                self.write_ssh_entry(result, private_key)
+            except Exception:
+                # Nothing half-made: a container nobody can reach by name goes again.
+                self.engine().remove(request.name)
+                raise
+            emit(f"ssh config entry gpudesk-{request.name} written")
+        return result, self.reach(result.info, token=result.token)
+
+    def write_ssh_entry(self, result: LaunchResult, private_key: Path) -> None:
+        jump = None
+        if not self.local:
+            write_host_aliases(self.inventory)
+            jump = sshconfig.HOST_ALIAS_PREFIX + self.host.name
+        sshconfig.add_entry(
+            self.paths.home,
+            sshconfig.ContainerEntry(
+                name=result.info.name,
+                port=result.host_port,
+                user=result.user,
+                identity_file=str(private_key),
+                host_key=result.host_key or "",
+                jump=jump,
+            ),
+        )
+
+    def reach(
+        self, info: ContainerInfo, token: str | None = None, local_port: int | None = None
+    ) -> Reach:
+        if info.flavour is Flavour.JUPYTER:
+            port = local_port or info.host_port(Flavour.JUPYTER.port_key)
+            token = token or self.jupyter_token(info.name)
+            url = f"http://127.0.0.1:{port}/lab?token={token}" if port else None
+            return Reach(info.name, Flavour.JUPYTER, url=url)
+        return Reach(
+            info.name,
+            Flavour.SSH,
+            ssh_alias=SSH_HOST_PREFIX + info.name,
+            ssh_config=str(sshconfig.config_path(self.paths.home)),
+        )
+
+    def jupyter_token(self, name: str) -> str:
+        env = self.engine().inspect(name).get("Config", {}).get("Env") or []
+        for item in env:
+            if item.startswith("JUPYTER_TOKEN="):
+                return str(item.split("=", 1)[1])
+        raise ContainerError(f"{name} has no Jupyter token; is it a Jupyter container?")
+
+    def open_jupyter(self, name: str) -> tuple[Reach, Tunnel | None]:
+        """The URL to open here; for a remote host, through a new local port forward."""
+        info = self.engine().get(name)
+        if info.flavour is not Flavour.JUPYTER:
+            raise ContainerError(f"{name} is not a Jupyter container.")
+        if info.state != "running":
+            raise ContainerError(f"{name} is {info.state}; start it first.")
+        port = info.host_port(Flavour.JUPYTER.port_key)
+        if port is None:
+            raise ContainerError(f"{name} publishes no Jupyter port.")
+        if self.local:
+            return self.reach(info), None
+        tunnel = Tunnel(self.service.conn.open_tcp, "127.0.0.1", port)
+        return self.reach(info, local_port=tunnel.local_port), tunnel
+
+    # ------------------------------------------------------------------ list and act
+
+    def list(self, all_containers: bool = False) -> list[ContainerInfo]:
+        infos = self.engine().list(all_containers)
+        ports = {
+            i.name: port
+            for i in infos
+            if i.flavour is Flavour.SSH and (port := i.host_port(Flavour.SSH.port_key))
+        }
+        if ports:
+            # Docker picks a new host port at each start; keep `ssh gpudesk-<name>` working.
+            sshconfig.update_ports(self.paths.home, ports)
+        return infos
+
+    def act(self, verb: str, name: str) -> ContainerInfo | Removed:
+        engine = self.engine()
+        if verb in ("start", "restart"):
+            info = engine.start(name) if verb == "start" else engine.restart(name)
+            port = info.host_port(Flavour.SSH.port_key)
+            if info.flavour is Flavour.SSH and port:
+                sshconfig.update_ports(self.paths.home, {name: port})
+            return info
+        if verb == "stop":
+            return engine.stop(name)
+        if verb == "rm":
+            removed = engine.remove(name)
+            sshconfig.remove_entry(self.paths.home, name)
+            return removed
+        raise ValueError(f"unknown container action {verb!r}")
