@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from textual import work
 from textual.app import App
@@ -12,15 +15,25 @@ from textual.worker import Worker, WorkerState
 
 from gpudesk import __version__
 from gpudesk.app.commands import GpudeskCommands
-from gpudesk.app.messages import EngineStatus, GpuStreamState, GpuUpdate, HostStatus
+from gpudesk.app.messages import (
+    ContainersUpdate,
+    EngineStatus,
+    GpuStreamState,
+    GpuUpdate,
+    HostStatus,
+    JupyterReady,
+)
 from gpudesk.app.screens.fleet import FleetScreen
 from gpudesk.app.screens.help import HelpScreen
 from gpudesk.remote.config import ConfigError, Host, Inventory
+from gpudesk.remote.containers import ContainerInfo
+from gpudesk.remote.devcontainers import DevContainers
 from gpudesk.remote.engine import EngineError, EngineInfo
 from gpudesk.remote.fleet import Fleet, HostService, simulated_gpus
 from gpudesk.remote.gpu.sample import GpuSample, summarize
 from gpudesk.remote.gpu.stream import GpuHistory, GpuStream, StreamState
 from gpudesk.remote.ssh import ConnState, ConnStatus
+from gpudesk.remote.tunnels import Tunnel
 
 
 @dataclass
@@ -34,6 +47,8 @@ class HostModel:
     gpu: GpuSample | None = None
     gpu_history: GpuHistory = field(default_factory=GpuHistory)
     gpu_note: str = ""
+    containers: list[ContainerInfo] | None = None
+    containers_error: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -62,8 +77,11 @@ class GpudeskApp(App[int]):
         self.simulate = simulated_gpus()
         self.gpu_interval = 1.0
         self.streams: dict[str, GpuStream] = {}
+        self.watchers: dict[str, threading.Event] = {}
+        self.tunnels: dict[tuple[str, str], Tunnel] = {}
+        self.jupyter_urls: dict[tuple[str, str], str] = {}
         if self.simulate:
-            self.SUB_TITLE = f"v{__version__} · SIMULATED GPUs"
+            self.sub_title = f"v{__version__} · SIMULATED GPUs"
         self.models: dict[str, HostModel] = {
             name: HostModel(svc.host, ConnStatus(name, ConnState.CONNECTING))
             for name, svc in self.fleet.services.items()
@@ -80,13 +98,24 @@ class GpudeskApp(App[int]):
                 self.start_host(service)
 
     def start_host(self, service: HostService) -> None:
-        self.run_worker(
-            service.conn.run,
-            name=f"conn:{service.host.name}",
-            group="connections",
-            thread=True,
-            exit_on_error=False,
-        )
+        self.spawn(service.conn.run, f"conn:{service.host.name}")
+
+    def spawn(self, target: Callable[[], None], name: str) -> None:
+        """A loop that lives as long as its host: a thread of its own, not a pooled worker.
+
+        Textual's thread workers share asyncio's default executor (a handful of threads);
+        per-host loops held there forever would starve short workers and later hosts.
+        """
+
+        def guarded() -> None:
+            try:
+                target()
+            except Exception as exc:
+                self.call_from_thread(
+                    self.notify, f"{name} stopped: {exc}", severity="error", timeout=10
+                )
+
+        threading.Thread(target=guarded, name=f"gpudesk-{name}", daemon=True).start()
 
     # ------------------------------------------------------------------ messages
 
@@ -103,6 +132,7 @@ class GpudeskApp(App[int]):
         ):
             self.probe_engine(message.status.host)
             self.start_gpu_stream(message.status.host)
+            self.start_container_watch(message.status.host)
         elif message.status.state is not ConnState.CONNECTED:
             model.engine = None
             model.engine_error = None
@@ -134,9 +164,89 @@ class GpudeskApp(App[int]):
             simulate=self.simulate,
         )
         self.streams[name] = stream
+        self.spawn(stream.run, f"gpu:{name}")
+
+    def devcontainers(self, name: str) -> DevContainers:
+        return DevContainers(self.fleet.get(name), self.fleet.inventory)
+
+    def start_container_watch(self, name: str) -> None:
+        running = self.watchers.get(name)
+        if running is not None and not running.is_set():
+            return
+        stop = threading.Event()
+        self.watchers[name] = stop
+        self.spawn(partial(self._watch_containers, name, stop), f"containers:{name}")
+
+    def _watch_containers(self, name: str, stop: threading.Event) -> None:
+        """List once, then again on every engine event: live without polling."""
+        dev = self.devcontainers(name)
+        while not stop.is_set():
+            try:
+                # Open the event stream first so nothing between list and watch is missed.
+                events = dev.engine().events(stop)
+                self.post_message(ContainersUpdate(name, dev.list(True), None))
+                for _event in events:
+                    self.post_message(ContainersUpdate(name, dev.list(True), None))
+            except Exception as exc:
+                self.post_message(ContainersUpdate(name, None, str(exc)))
+            # A broken stream (engine restart, SSH drop) is reopened after a pause.
+            stop.wait(5)
+
+    def refresh_containers(self, name: str) -> None:
+        """Relist now (after an action), without waiting for the event."""
         self.run_worker(
-            stream.run, name=f"gpu:{name}", group="gpu", thread=True, exit_on_error=False
+            partial(self._list_containers, name),
+            group="containers",
+            thread=True,
+            exit_on_error=False,
         )
+
+    def _list_containers(self, name: str) -> None:
+        try:
+            self.post_message(ContainersUpdate(name, self.devcontainers(name).list(True), None))
+        except Exception as exc:
+            self.post_message(ContainersUpdate(name, None, str(exc)))
+
+    def on_containers_update(self, message: ContainersUpdate) -> None:
+        model = self.models.get(message.host)
+        if model is None:
+            return
+        if message.infos is not None:
+            model.containers = message.infos
+            model.containers_error = None
+            ours = [i for i in message.infos if i.is_gpudesk]
+            running = sum(i.state == "running" for i in ours)
+            model.extra["containers"] = f"{running}/{len(ours)} up"
+        else:
+            model.containers_error = message.error
+            model.extra["containers"] = "error"
+        self.refresh_host(message.host)
+
+    @work(thread=True, group="jupyter", exit_on_error=False)
+    def open_jupyter(self, host: str, name: str, browser: bool = True) -> None:
+        """The URL through a port forward kept for the session (one per container)."""
+        key = (host, name)
+        try:
+            url = self.jupyter_urls.get(key)
+            if url is None:
+                reach, tunnel = self.devcontainers(host).open_jupyter(name)
+                url = reach.url
+                if tunnel is not None:
+                    self.tunnels[key] = tunnel
+            self.post_message(JupyterReady(host, name, url, None, browser))
+        except Exception as exc:
+            self.post_message(JupyterReady(host, name, None, str(exc), browser))
+
+    def on_jupyter_ready(self, message: JupyterReady) -> None:
+        if message.error or not message.url:
+            self.notify(message.error or "No Jupyter URL.", severity="error", timeout=10)
+            return
+        self.jupyter_urls[(message.host, message.name)] = message.url
+        self.copy_to_clipboard(message.url)
+        self.notify(f"{message.url}\n(copied to the clipboard)", title=message.name, timeout=15)
+        if message.browser:
+            self.run_worker(partial(webbrowser.open, message.url), thread=True, exit_on_error=False)
+        self.refresh_host(message.host)
 
     def stop_gpu_stream(self, name: str) -> None:
         stream = self.streams.pop(name, None)
@@ -212,6 +322,9 @@ class GpudeskApp(App[int]):
             self.notify(str(exc), severity="error")
             return
         self.stop_gpu_stream(name)
+        watcher = self.watchers.pop(name, None)
+        if watcher is not None:
+            watcher.set()
         self.models.pop(name, None)
         self.refresh_host(name)
         self.notify(f"Removed {name}; its containers and files on the host are untouched.")
@@ -240,8 +353,16 @@ class GpudeskApp(App[int]):
             self.push_screen(HelpScreen(self.screen))
 
     async def action_quit(self) -> None:
+        self.shutdown()
+        self.exit(0)
+
+    def shutdown(self) -> None:
         for name in list(self.streams):
             self.stop_gpu_stream(name)
+        for stop in self.watchers.values():
+            stop.set()
+        for tunnel in self.tunnels.values():
+            tunnel.close()
         self.fleet.close()
         self.exit(0)
 
@@ -269,5 +390,5 @@ def run_app() -> int:
         print(f"gpudesk: {exc}", file=sys.stderr)
         return 1
     result = app.run()
-    app.fleet.close()
+    app.shutdown()
     return result or 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from gpudesk.remote.containers import ContainerInfo
 from gpudesk.remote.engine import EngineInfo
 from gpudesk.remote.gpu.sample import GpuSample
 from gpudesk.remote.gpu.stream import StreamState
@@ -45,3 +46,27 @@ class GpuStreamState(Message):
         self.host = host
         self.state = state
         self.detail = detail
+
+
+class ContainersUpdate(Message):
+    """A fresh container listing for a host (``infos``), or why there is none (``error``)."""
+
+    def __init__(self, host: str, infos: list[ContainerInfo] | None, error: str | None) -> None:
+        super().__init__()
+        self.host = host
+        self.infos = infos
+        self.error = error
+
+
+class JupyterReady(Message):
+    """A Jupyter container's URL, reachable from this machine (``error`` if it is not)."""
+
+    def __init__(
+        self, host: str, name: str, url: str | None, error: str | None, browser: bool
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self.name = name
+        self.url = url
+        self.error = error
+        self.browser = browser

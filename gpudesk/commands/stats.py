@@ -52,7 +52,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             pending.discard(name)
             if args.json:
                 record = json.loads(dump_sample(sample))
-                record["host"] = name
+                record["host_name"] = name
                 print(json.dumps(record), flush=True)
             else:
                 print(f"== {name}\n{format_table(sample)}\n", flush=True)

@@ -395,7 +395,14 @@ class Containers:
 
         def closer() -> None:
             stop.wait()
-            stream.close()
+            try:
+                stream.close()
+            except docker.errors.DockerException:
+                # Over SSH the stream rides a paramiko channel, which docker-py cannot cancel;
+                # closing the channel ends the blocked read all the same.
+                channel = getattr(stream._response.raw._fp.fp, "channel", None)
+                if channel is not None:
+                    channel.close()
 
         threading.Thread(target=closer, name="gpudesk-docker-events", daemon=True).start()
         return self._event_iter(stream, stop)

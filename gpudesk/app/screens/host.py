@@ -1,16 +1,32 @@
-"""A host's own screen: its connection, engine and (as they land) GPUs and containers."""
+"""A host's own screen: connection and engine, live GPU panel, and its dev containers."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+import json
+import shutil
+import subprocess
+from typing import TYPE_CHECKING, Any, cast
 
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Static
 
+from gpudesk.app.modals.confirm import ConfirmModal
+from gpudesk.app.modals.inspect import InspectModal
+from gpudesk.app.modals.launch import LaunchModal
+from gpudesk.app.screens.launch_progress import LaunchProgressScreen
+from gpudesk.app.widgets.container_table import COLUMNS, container_cells
 from gpudesk.app.widgets.gpu_panel import GpuPanel, GpuProcessTable
+from gpudesk.remote import sshconfig
+from gpudesk.remote.config import user_ssh_config_path
+from gpudesk.remote.containers import ContainerInfo
+from gpudesk.remote.devcontainers import LaunchRequest, Reach
+from gpudesk.remote.flavours import SSH_HOST_PREFIX, Flavour
+from gpudesk.remote.gpu.sample import free_gpu_indices
 
 if TYPE_CHECKING:
     from gpudesk.app.app import GpudeskApp
@@ -19,13 +35,26 @@ if TYPE_CHECKING:
 class HostScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
-        Binding("r", "retry", "Reconnect"),
+        Binding("L", "launch('ssh')", "Launch SSH"),
+        Binding("J", "launch('jupyter')", "Launch Jupyter"),
+        Binding("s", "shell", "Shell"),
+        Binding("o", "open_jupyter", "Open Jupyter"),
+        Binding("l", "logs", "Logs"),
+        Binding("R", "submit_run", "Submit run"),
+        Binding("u", "act('start')", "Start"),
+        Binding("x", "act('stop')", "Stop"),
+        Binding("r", "act('restart')", "Restart"),
+        Binding("ctrl+d", "remove", "Remove"),
+        Binding("i", "inspect", "Inspect"),
+        Binding("a", "toggle_all", "All containers"),
+        Binding("c", "reconnect", "Reconnect"),
     ]
 
     def __init__(self, name: str) -> None:
         super().__init__()
         self.host_name = name
         self.sub_title = name
+        self.show_all = False
 
     @property
     def gapp(self) -> GpudeskApp:
@@ -37,10 +66,18 @@ class HostScreen(Screen[None]):
             yield Static(id="host-info")
             yield GpuPanel(id="gpu-panel")
             yield GpuProcessTable(id="gpu-processes")
+            yield Static("", id="containers-title")
+            table: DataTable[Text | str] = DataTable(id="containers", cursor_type="row")
+            for key, label in COLUMNS:
+                table.add_column(label, key=key)
+            yield table
         yield Footer()
 
     def on_mount(self) -> None:
         self.refresh_host(self.host_name)
+        self.query_one("#containers", DataTable).focus()
+
+    # ------------------------------------------------------------------ rendering
 
     def refresh_host(self, name: str) -> None:
         if name != self.host_name:
@@ -52,7 +89,7 @@ class HostScreen(Screen[None]):
             return
         status = model.status
         lines = [
-            f"[b]{model.host.name}[/b]  {model.host.destination}",
+            f"[b]{model.host.name}[/b] · {model.host.destination}",
             f"state    {status.state.value}" + (f"  ({status.message})" if status.message else ""),
         ]
         if status.latency_ms is not None and model.host.hostname:
@@ -69,6 +106,205 @@ class HostScreen(Screen[None]):
         if model.gpu is not None:
             self.query_one(GpuPanel).show(model.gpu, model.gpu_history)
             self.query_one(GpuProcessTable).show(model.gpu)
+        self.show_containers(model.containers, model.containers_error)
 
-    def action_retry(self) -> None:
+    def visible(self, infos: list[ContainerInfo]) -> list[ContainerInfo]:
+        return [i for i in infos if self.show_all or i.is_gpudesk]
+
+    def show_containers(self, infos: list[ContainerInfo] | None, error: str | None) -> None:
+        title = self.query_one("#containers-title", Static)
+        table = self.query_one("#containers", DataTable)
+        scope = "all containers" if self.show_all else "gpudesk containers"
+        if infos is None:
+            title.update(f"[b]Containers[/b] · {error or 'loading…'}")
+            return
+        shown = self.visible(infos)
+        title.update(
+            f"[b]Containers[/b] · {len(shown)} {scope} · L launch SSH · J launch Jupyter · a toggle all"
+        )
+        keys = [i.name for i in shown]
+        with self.app.batch_update():
+            if list(table.rows) != keys:
+                cursor = table.cursor_row
+                table.clear()
+                for i in shown:
+                    table.add_row(*container_cells(i), key=i.name)
+                if shown:
+                    table.move_cursor(row=min(cursor, len(shown) - 1))
+            else:
+                for i in shown:
+                    for (col, _), value in zip(COLUMNS, container_cells(i), strict=True):
+                        table.update_cell(i.name, col, value, update_width=True)
+
+    # ------------------------------------------------------------------ helpers
+
+    def selected(self) -> ContainerInfo | None:
+        model = self.gapp.models.get(self.host_name)
+        table = self.query_one("#containers", DataTable)
+        if model is None or not model.containers or table.row_count == 0:
+            self.notify("No container selected.", severity="warning")
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        for info in model.containers:
+            if info.name == key:
+                return info
+        return None
+
+    # ------------------------------------------------------------------ actions
+
+    def action_toggle_all(self) -> None:
+        self.show_all = not self.show_all
+        self.refresh_host(self.host_name)
+
+    def action_reconnect(self) -> None:
         self.gapp.retry_host(self.host_name)
+
+    def action_launch(self, flavour: str) -> None:
+        model = self.gapp.models.get(self.host_name)
+        if model is None:
+            return
+        free = free_gpu_indices(model.gpu) if model.gpu is not None else None
+        taken = {i.name for i in model.containers or []}
+        runtime = bool(model.engine and model.engine.gpu_runtime)
+        modal = LaunchModal(self.host_name, Flavour(flavour), taken, free, runtime)
+        self.app.push_screen(modal, self._launch)
+
+    def _launch(self, request: LaunchRequest | None) -> None:
+        if request is not None:
+            self.app.push_screen(LaunchProgressScreen(self.host_name, request), self._launched)
+
+    def _launched(self, reach: Reach | None) -> None:
+        if reach is None or reach.flavour is not Flavour.SSH:
+            return
+        home = self.gapp.fleet.inventory.paths.home
+        config = sshconfig.config_path(home)
+        declined = self.gapp.fleet.inventory.paths.state_dir / "ssh-include-declined"
+        if sshconfig.include_present(user_ssh_config_path(), config) or declined.exists():
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                sshconfig.ensure_include(user_ssh_config_path(), config)
+                self.notify(
+                    f"Added the Include line; `ssh {reach.ssh_alias}` works everywhere now."
+                )
+            else:
+                declined.parent.mkdir(parents=True, exist_ok=True)
+                declined.touch()
+                self.notify(f"Not changed. Use: ssh -F {config} {reach.ssh_alias}")
+
+        self.app.push_screen(
+            ConfirmModal(
+                "Add one Include line at the top of ~/.ssh/config?",
+                f"It reads {config}, so `ssh {reach.ssh_alias}`, scp, rsync and VS Code "
+                "Remote-SSH reach gpudesk's containers. Nothing else in the file changes.",
+                confirm="Add Include",
+            ),
+            answered,
+        )
+
+    def action_shell(self) -> None:
+        info = self.selected()
+        if info is None:
+            return
+        if info.flavour is not Flavour.SSH:
+            self.notify(
+                f"{info.name} is not an SSH container; use l for its logs.", severity="warning"
+            )
+            return
+        home = self.gapp.fleet.inventory.paths.home
+        if not any(e.name == info.name for e in sshconfig.entries(home)):
+            self.notify(
+                f"No ssh entry for {info.name}; was it launched by gpudesk here?", severity="error"
+            )
+            return
+        ssh = shutil.which("ssh")
+        if ssh is None:
+            self.notify("The OpenSSH client `ssh` is not installed here.", severity="error")
+            return
+        argv = [ssh, "-F", str(sshconfig.config_path(home)), SSH_HOST_PREFIX + info.name]
+        try:
+            with self.app.suspend():
+                subprocess.run(argv, check=False)
+        except Exception as exc:
+            self.notify(f"Cannot open a shell from here: {exc}", severity="error")
+
+    def action_open_jupyter(self) -> None:
+        info = self.selected()
+        if info is None:
+            return
+        if info.flavour is not Flavour.JUPYTER:
+            self.notify(f"{info.name} is not a Jupyter container.", severity="warning")
+            return
+        self.gapp.open_jupyter(self.host_name, info.name)
+
+    def action_act(self, verb: str) -> None:
+        info = self.selected()
+        if info is not None:
+            self.notify(f"{verb} {info.name}…")
+            self.run_action(verb, info.name)
+
+    @work(thread=True, group="container-action", exit_on_error=False)
+    def run_action(self, verb: str, name: str) -> None:
+        try:
+            result = self.gapp.devcontainers(self.host_name).act(verb, name)
+        except Exception as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            return
+        done = "removed (workspace kept)" if verb == "rm" else getattr(result, "status", verb)
+        self.app.call_from_thread(self.notify, f"{name}: {done}")
+        self.gapp.call_from_thread(self.gapp.refresh_containers, self.host_name)
+
+    def action_remove(self) -> None:
+        info = self.selected()
+        if info is None:
+            return
+        detail = (
+            f"The container goes (stopped first if running). Its workspace folder "
+            f"{info.workspace or '(none)'} on {self.host_name} and everything in it stay."
+        )
+        if info.flavour is Flavour.SSH:
+            detail += f" The ssh entry {SSH_HOST_PREFIX}{info.name} is removed."
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_action("rm", info.name)
+
+        self.app.push_screen(
+            ConfirmModal(f"Remove container {info.name}?", detail, confirm="Remove"), answered
+        )
+
+    def action_inspect(self) -> None:
+        info = self.selected()
+        if info is not None:
+            self.load_inspect(info.name)
+
+    @work(thread=True, group="inspect", exit_on_error=False)
+    def load_inspect(self, name: str) -> None:
+        try:
+            data: Any = self.gapp.devcontainers(self.host_name).engine().inspect(name)
+        except Exception as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        text = json.dumps(data, indent=2, default=str)
+        self.app.call_from_thread(self.app.push_screen, InspectModal(name, text))
+
+    def action_logs(self) -> None:
+        info = self.selected()
+        if info is None:
+            return
+        from gpudesk.app.screens.logs import LogScreen
+        from gpudesk.remote.logs import LogTarget
+
+        self.app.push_screen(LogScreen(self.host_name, LogTarget.container(info.name)))
+
+    def action_submit_run(self) -> None:
+        info = self.selected()
+        if info is None:
+            return
+        if info.state != "running":
+            self.notify(f"{info.name} is {info.state}; start it first (u).", severity="warning")
+            return
+        from gpudesk.app.modals.submit_run import SubmitRunModal
+
+        self.app.push_screen(SubmitRunModal(self.host_name, info.name))

@@ -1,0 +1,130 @@
+"""Build-if-needed, run and wait, with every step and build line visible; esc cancels."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import TYPE_CHECKING, cast
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, Log, Static
+
+from gpudesk.remote.containers import NoGpuRuntimeError
+from gpudesk.remote.devcontainers import LaunchRequest, Reach
+from gpudesk.remote.flavours import Flavour
+
+if TYPE_CHECKING:
+    from gpudesk.app.app import GpudeskApp
+
+
+class LaunchProgressScreen(ModalScreen[Reach | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel / close")]
+
+    class Line(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class Finished(Message):
+        def __init__(self, reach: Reach | None, error: str | None, no_gpu: bool = False) -> None:
+            super().__init__()
+            self.reach = reach
+            self.error = error
+            self.no_gpu = no_gpu
+
+    def __init__(self, host: str, request: LaunchRequest) -> None:
+        super().__init__()
+        self.host = host
+        self.request = request
+        self.cancel = threading.Event()
+        self.reach: Reach | None = None
+        self.running = False
+
+    @property
+    def gapp(self) -> GpudeskApp:
+        return cast("GpudeskApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="launch-progress"):
+            yield Static(
+                f"[b]Launching {self.request.name} ({self.request.flavour.value}) on {self.host}[/b]",
+                classes="dialog-title",
+            )
+            yield Log(id="launch-log", max_lines=2000)
+            yield Static("working…", id="launch-status")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Launch CPU-only", id="cpu", classes="hidden")
+                yield Button("Cancel", id="close")
+
+    def on_mount(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        self.running = True
+        self.query_one("#cpu", Button).add_class("hidden")
+        self.query_one("#close", Button).label = "Cancel"
+        self.run_launch(self.request)
+
+    @work(thread=True, exit_on_error=False, group="launch")
+    def run_launch(self, request: LaunchRequest) -> None:
+        try:
+            _, reach = self.gapp.devcontainers(self.host).launch(
+                request,
+                on_progress=lambda line: self.post_message(self.Line(line)),
+                cancel=self.cancel,
+            )
+        except NoGpuRuntimeError as exc:
+            self.post_message(self.Finished(None, str(exc), no_gpu=True))
+        except Exception as exc:
+            self.post_message(self.Finished(None, str(exc)))
+        else:
+            self.post_message(self.Finished(reach, None))
+
+    def on_launch_progress_screen_line(self, message: Line) -> None:
+        self.query_one("#launch-log", Log).write_line(message.text)
+
+    def on_launch_progress_screen_finished(self, message: Finished) -> None:
+        self.running = False
+        status = self.query_one("#launch-status", Static)
+        self.query_one("#close", Button).label = "Close"
+        if message.error:
+            status.update(f"[b red]Launch failed:[/] {message.error}")
+            if message.no_gpu:
+                self.query_one("#cpu", Button).remove_class("hidden")
+            return
+        self.reach = message.reach
+        assert message.reach is not None
+        if message.reach.flavour is Flavour.JUPYTER:
+            self.gapp.open_jupyter(self.host, message.reach.name, browser=False)
+            lines = ["Jupyter is ready; opening the port forward…"]
+        else:
+            lines = ["Ready. Reach it with:", *(f"  {x}" for x in message.reach.lines())]
+        status.update("\n".join(lines))
+        self.gapp.refresh_containers(self.host)
+
+    def refresh_host(self, name: str) -> None:
+        url = self.reach and self.gapp.jupyter_urls.get((self.host, self.reach.name))
+        if name == self.host and url:
+            self.query_one("#launch-status", Static).update(
+                f"Jupyter is ready:\n  {url}\n(copied to the clipboard; o on the container opens it)"
+            )
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cpu":
+            self.request = replace(self.request, gpus=None)
+            self.query_one("#launch-log", Log).write_line("Retrying without GPUs")
+            self.start()
+        else:
+            self.action_cancel()
+
+    def action_cancel(self) -> None:
+        if self.running:
+            self.cancel.set()
+            self.query_one("#launch-status", Static).update("cancelling…")
+            return
+        self.dismiss(self.reach)

@@ -1,0 +1,43 @@
+"""How a container reads as a row of a host's container table."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from gpudesk.remote.containers import ContainerInfo
+
+COLUMNS: list[tuple[str, str]] = [
+    ("name", "NAME"),
+    ("flavour", "FLAVOUR"),
+    ("image", "IMAGE"),
+    ("state", "STATE"),
+    ("uptime", "UP"),
+    ("gpus", "GPUS"),
+    ("ports", "PORTS"),
+]
+
+STATE_STYLE = {"running": "green", "exited": "red", "dead": "bold red", "restarting": "yellow"}
+
+
+def uptime_text(info: ContainerInfo) -> str:
+    if info.uptime is None or info.state != "running":
+        return "-"
+    seconds = int(info.uptime.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    if days:
+        return f"{days}d{hours}h"
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def container_cells(info: ContainerInfo) -> list[Text | str]:
+    ports = ", ".join(f"{p.host_ip}:{p.host_port}→{p.container_port}" for p in info.ports)
+    return [
+        Text(info.name, style="bold" if info.is_gpudesk else "dim"),
+        info.flavour.value if info.flavour else "-",
+        info.image if len(info.image) <= 36 else info.image[:35] + "…",
+        Text(info.status or info.state, style=STATE_STYLE.get(info.state, "")),
+        uptime_text(info),
+        info.gpus or "-",
+        ports or "-",
+    ]
