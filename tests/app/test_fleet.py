@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input
+from textual.widgets import Input
 
 from gpudesk.app.app import GpudeskApp
 from gpudesk.app.messages import EngineStatus, GpuUpdate, HostStatus
@@ -16,6 +16,7 @@ from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
 from gpudesk.app.screens.help import HelpScreen
 from gpudesk.app.screens.host import HostScreen
+from gpudesk.app.widgets.host_list import HostList
 from gpudesk.remote.config import Host, Inventory
 from gpudesk.remote.engine import EngineInfo
 from gpudesk.remote.fleet import Fleet
@@ -71,16 +72,14 @@ async def test_rows_follow_host_status_messages() -> None:
         await settle(pilot)
         assert isinstance(app.screen, HostKeyModal)
         await pilot.press("escape")
-        table = app.screen.query_one("#hosts", DataTable)
-        assert [str(table.get_row_at(i)[0]) for i in range(4)] == [
-            "localhost", "gpu-a100", "gpu-h100", "old-box"
-        ]  # fmt: skip
-        a100 = table.get_row("gpu-a100")
-        assert str(a100[2]) == "connected" and a100[3] == "12.4 ms"
-        assert str(a100[4]) == "24.0.7 +nvidia"
-        assert "free" in str(a100[5]) and str(a100[5]).startswith("SIM")
-        assert str(table.get_row("old-box")[2]) == "disconnected-retrying (in 4s)"
-        assert str(table.get_row("localhost")[4]) == "unreachable"
+        hosts = app.screen.query_one(HostList)
+        assert hosts.row_names() == ["localhost", "gpu-a100", "gpu-h100", "old-box"]
+        a100 = hosts.cells("gpu-a100")
+        assert a100[2] == "connected" and a100[3] == "12.4 ms"
+        assert a100[4] == "24.0.7 +nvidia"
+        assert "free" in a100[5] and a100[5].startswith("SIM")
+        assert hosts.cells("old-box")[2:4] == ["disconnected-retrying", "retry 4s"]
+        assert hosts.cells("localhost")[4] == "unreachable"
         summary = str(app.screen.query_one("#fleet-summary").render())
         assert "4 hosts" in summary and "2 connected" in summary and "free GPUs:" in summary
 
@@ -91,16 +90,14 @@ async def test_filter_narrows_rows_and_bang_inverts() -> None:
         await settle(pilot)
         await pilot.press("slash")
         await pilot.press(*"gpu-")
-        table = app.screen.query_one("#hosts", DataTable)
-        assert table.row_count == 2
+        hosts = app.screen.query_one(HostList)
+        assert hosts.row_names() == ["gpu-a100", "gpu-h100"]
         box = app.screen.query_one("#filter", Input)
         box.value = "!gpu-"
         await pilot.pause()
-        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == [
-            "localhost", "old-box"
-        ]  # fmt: skip
+        assert hosts.row_names() == ["localhost", "old-box"]
         await pilot.press("escape")
-        assert table.row_count == 4
+        assert len(hosts.row_names()) == 4
 
 
 async def test_help_lists_every_fleet_binding() -> None:
@@ -135,7 +132,7 @@ async def test_add_host_form_validates_then_saves() -> None:
         assert not isinstance(app.screen, AddHostModal)
         saved = Inventory.load().get("newbox")
         assert (saved.user, saved.hostname, saved.port) == ("bob", "10.1.1.1", 2200)
-        assert app.screen.query_one("#hosts", DataTable).get_row("newbox")
+        assert "newbox" in app.screen.query_one(HostList).row_names()
 
 
 async def test_remove_asks_first_and_keeps_builtin() -> None:

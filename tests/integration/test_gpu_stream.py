@@ -222,6 +222,7 @@ def test_tui_fleet_cell_shows_simulated_free_gpus_from_the_test_bed(
     from gpudesk.app.app import GpudeskApp
     from gpudesk.app.messages import GpuUpdate
     from gpudesk.app.screens.fleet import FleetScreen
+    from gpudesk.app.widgets.host_list import HostList
 
     monkeypatch.setenv("GPUDESK_SIMULATE_GPUS", "8")
     Inventory.load().add(bed_host(testbed))
@@ -239,8 +240,7 @@ def test_tui_fleet_cell_shows_simulated_free_gpus_from_the_test_bed(
                 await asyncio.wait_for(bed_sample.wait(), 60)
                 await pilot.pause()
                 assert isinstance(app.screen, FleetScreen)
-                table = app.screen.query_one("#hosts")
-                cell = str(table.get_row("bed")[5])  # type: ignore[attr-defined]
+                cell = app.screen.query_one(HostList).cells("bed")[5]
                 assert cell.startswith("SIM ") and "/8 free" in cell
                 summary = str(app.screen.query_one("#fleet-summary").render())
                 assert "SIMULATED" in summary and "free GPUs: " in summary

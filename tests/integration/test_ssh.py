@@ -223,6 +223,7 @@ def test_tui_shows_localhost_and_the_test_bed_host_with_a_true_state(
 ) -> None:
     from gpudesk.app.app import GpudeskApp
     from gpudesk.app.messages import EngineStatus
+    from gpudesk.app.widgets.host_list import HostList
 
     Inventory.load().add(bed_host(testbed))
 
@@ -237,12 +238,11 @@ def test_tui_shows_localhost_and_the_test_bed_host_with_a_true_state(
         async with app.run_test(size=(120, 30), message_hook=hook) as pilot:
             await asyncio.wait_for(engine_seen.wait(), 30)
             await pilot.pause()
-            table = app.screen.query_one("#hosts")
-            names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
-            assert names == ["localhost", "bed"]
-            row = table.get_row("bed")
-            assert str(row[2]) == "connected"
-            assert str(row[4]).startswith(bed_docker_version(testbed))
+            hosts = app.screen.query_one(HostList)
+            assert hosts.row_names() == ["localhost", "bed"]
+            row = hosts.cells("bed")
+            assert row[2] == "connected"
+            assert row[4].startswith(bed_docker_version(testbed))
             await pilot.press("q")
 
     asyncio.run(scenario())

@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, cast
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
-from gpudesk.app.widgets.host_table import COLUMNS, host_cells
+from gpudesk.app.widgets.host_list import COLUMNS, HostList, join_cells
+from gpudesk.app.widgets.host_table import host_cells
 from gpudesk.remote.gpu.sample import summarize
 from gpudesk.remote.ssh import ConnState
 
@@ -44,16 +44,14 @@ class FleetScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="fleet-summary")
-        table: DataTable[Text | str] = DataTable(id="hosts", cursor_type="row", zebra_stripes=True)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        yield table
+        yield Static(join_cells([label for _, label, _ in COLUMNS], "bold"), id="hosts-header")
+        yield HostList(id="hosts")
         yield Input(placeholder="filter hosts (regex; ! inverts)", id="filter", classes="hidden")
         yield Footer()
 
     def on_mount(self) -> None:
         self.rebuild()
-        self.query_one("#hosts", DataTable).focus()
+        self.query_one(HostList).focus()
 
     # ------------------------------------------------------------------ rendering
 
@@ -72,25 +70,22 @@ class FleetScreen(Screen[None]):
         return found != invert
 
     def rebuild(self) -> None:
-        table = self.query_one("#hosts", DataTable)
-        with self.app.batch_update():
-            table.clear()
-            for name, model in self.gapp.models.items():
-                if self._matches(name):
-                    table.add_row(*host_cells(model), key=name)
+        hosts = self.query_one(HostList)
+        names = [n for n in self.gapp.models if self._matches(n)]
+        hosts.set_rows(names)
+        for name in names:
+            hosts.show(name, host_cells(self.gapp.models[name]))
         self.update_summary()
 
     def refresh_host(self, name: str) -> None:
-        table = self.query_one("#hosts", DataTable)
+        hosts = self.query_one(HostList)
         model = self.gapp.models.get(name)
-        present = name in table.rows
+        present = name in hosts.rows
         if model is None or present != self._matches(name):
             self.rebuild()
             return
         if present:
-            with self.app.batch_update():
-                for (key, _), value in zip(COLUMNS, host_cells(model), strict=True):
-                    table.update_cell(name, key, value, update_width=True)
+            hosts.show(name, host_cells(model))
         self.update_summary()
         if (
             model.status.state is ConnState.HOST_KEY_UNKNOWN
@@ -121,11 +116,7 @@ class FleetScreen(Screen[None]):
     # ------------------------------------------------------------------ actions
 
     def _selected(self) -> str | None:
-        table = self.query_one("#hosts", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return str(key.value) if key.value is not None else None
+        return self.query_one(HostList).cursor
 
     def action_add_host(self) -> None:
         self.app.push_screen(AddHostModal(self.gapp.fleet.inventory), self._added)
@@ -134,7 +125,7 @@ class FleetScreen(Screen[None]):
         if host is not None:
             self.gapp.add_host(host)  # type: ignore[arg-type]
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_host_list_opened(self, event: HostList.Opened) -> None:
         self.action_open_host()
 
     def action_open_host(self) -> None:
@@ -197,7 +188,7 @@ class FleetScreen(Screen[None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
-            self.query_one("#hosts", DataTable).focus()
+            self.query_one(HostList).focus()
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -205,4 +196,4 @@ class FleetScreen(Screen[None]):
         box.add_class("hidden")
         self.filter_text = ""
         self.rebuild()
-        self.query_one("#hosts", DataTable).focus()
+        self.query_one(HostList).focus()

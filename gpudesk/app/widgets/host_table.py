@@ -1,4 +1,4 @@
-"""How one host reads as a row of the Fleet table."""
+"""How one host reads as a row of the Fleet list: its cells, in column order."""
 
 from __future__ import annotations
 
@@ -11,16 +11,6 @@ from gpudesk.remote.ssh import ConnState
 
 if TYPE_CHECKING:
     from gpudesk.app.app import HostModel
-
-COLUMNS: list[tuple[str, str]] = [
-    ("name", "HOST"),
-    ("dest", "DESTINATION"),
-    ("state", "STATE"),
-    ("latency", "LATENCY"),
-    ("docker", "DOCKER"),
-    ("gpus", "GPUS"),
-    ("containers", "CONTAINERS"),
-]
 
 STATE_STYLE = {
     ConnState.CONNECTED: "bold green",
@@ -36,12 +26,7 @@ STATE_STYLE = {
 
 def state_text(model: HostModel) -> Text:
     status = model.status
-    label = status.state.value
-    if status.state is ConnState.DISCONNECTED_RETRYING and status.retry_in:
-        label += f" (in {status.retry_in:.0f}s)"
-    if status.state is ConnState.UNREACHABLE and status.retry_in:
-        label += f" (retry {status.retry_in:.0f}s)"
-    return Text(label, style=STATE_STYLE.get(status.state, ""))
+    return Text(status.state.value, style=STATE_STYLE.get(status.state, ""))
 
 
 def docker_text(model: HostModel) -> Text:
@@ -60,6 +45,8 @@ def host_cells(model: HostModel) -> list[Text | str]:
         latency_cell = "local"
     elif connected and latency is not None:
         latency_cell = f"{latency:.1f} ms"
+    elif model.status.retry_in:
+        latency_cell = f"retry {model.status.retry_in:.0f}s"
     else:
         latency_cell = "-"
     return [

@@ -1,0 +1,148 @@
+"""The Fleet's host list: one small widget per host, so a host's update repaints one line.
+
+A DataTable repaints every visible cell whenever any cell changes (its render cache is keyed
+on a table-wide update counter); with many hosts streaming GPU samples at 1 Hz that cost
+grows with hosts times columns. Here each row renders itself, and rows scrolled out of view are
+not rendered at all.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.events import Click
+from textual.message import Message
+from textual.widgets import Static
+
+# (key, header, width); the last column takes what is left.
+COLUMNS: list[tuple[str, str, int]] = [
+    ("name", "HOST", 13),
+    ("dest", "DESTINATION", 20),
+    ("state", "STATE", 22),
+    ("latency", "LATENCY", 10),
+    ("docker", "DOCKER", 13),
+    ("gpus", "GPUS", 28),
+    ("containers", "CONTAINERS", 11),
+]
+
+
+def join_cells(cells: list[Text | str], style: str = "") -> Text:
+    line = Text(style=style, no_wrap=True, overflow="ellipsis")
+    for (_, _, width), cell in zip(COLUMNS, cells, strict=True):
+        text = cell.copy() if isinstance(cell, Text) else Text(cell)
+        text.truncate(width - 1, overflow="ellipsis")
+        text.pad_right(width - text.cell_len)
+        line.append_text(text)
+    return line
+
+
+class HostRow(Static):
+    """One host's line; it only repaints when its own cells change."""
+
+    DEFAULT_CSS = """
+    HostRow { height: 1; padding: 0 1; }
+    HostRow.-cursor { background: $primary 30%; }
+    HostList:focus HostRow.-cursor { background: $primary 60%; }
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(markup=False)
+        self.host_name = name
+        self.cells: list[Text | str] = []
+
+    def show(self, cells: list[Text | str]) -> None:
+        if [str(c) for c in cells] == [str(c) for c in self.cells] and [
+            c.style if isinstance(c, Text) else "" for c in cells
+        ] == [c.style if isinstance(c, Text) else "" for c in self.cells]:
+            return
+        self.cells = cells
+        self.update(join_cells(cells))
+
+    def on_click(self, event: Click) -> None:
+        parent = self.parent
+        if isinstance(parent, HostList):
+            parent.select(self.host_name, open_it=event.chain >= 2)
+
+
+class HostList(VerticalScroll, can_focus=True):
+    """Rows keyed by host name, with a cursor; enter or a double click opens the host."""
+
+    BINDINGS = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("home", "cursor_to(0)", "Top", show=False),
+        Binding("end", "cursor_to(-1)", "Bottom", show=False),
+    ]
+    DEFAULT_CSS = """
+    HostList { height: 1fr; }
+    """
+
+    class Opened(Message):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.rows: dict[str, HostRow] = {}
+        self.cursor: str | None = None
+
+    # ------------------------------------------------------------------ rows
+
+    def set_rows(self, names: list[str]) -> None:
+        """Keep exactly ``names``, in this order, creating and removing rows as needed."""
+        if list(self.rows) == names:
+            return
+        for gone in [n for n in self.rows if n not in names]:
+            self.rows.pop(gone).remove()
+        fresh = [HostRow(n) for n in names if n not in self.rows]
+        for row in fresh:
+            self.rows[row.host_name] = row
+        if fresh:
+            self.mount(*fresh)
+        ordered = {n: self.rows[n] for n in names}
+        self.rows = ordered
+        for index, row in enumerate(ordered.values()):
+            if self.children[index] is not row:
+                self.move_child(row, before=index)
+        if self.cursor not in self.rows:
+            self.cursor = names[0] if names else None
+        self._mark_cursor()
+
+    def show(self, name: str, cells: list[Text | str]) -> None:
+        row = self.rows.get(name)
+        if row is not None:
+            row.show(cells)
+
+    def row_names(self) -> list[str]:
+        return list(self.rows)
+
+    def cells(self, name: str) -> list[str]:
+        return [str(c) for c in self.rows[name].cells]
+
+    # ------------------------------------------------------------------ cursor
+
+    def _mark_cursor(self) -> None:
+        for name, row in self.rows.items():
+            row.set_class(name == self.cursor, "-cursor")
+
+    def select(self, name: str, open_it: bool = False) -> None:
+        if name in self.rows:
+            self.cursor = name
+            self._mark_cursor()
+            self.rows[name].scroll_visible()
+            if open_it:
+                self.post_message(self.Opened(name))
+
+    def action_cursor(self, step: int) -> None:
+        names = list(self.rows)
+        if not names:
+            return
+        index = names.index(self.cursor) if self.cursor in names else 0
+        self.select(names[max(0, min(len(names) - 1, index + step))])
+
+    def action_cursor_to(self, index: int) -> None:
+        names = list(self.rows)
+        if names:
+            self.select(names[index])
