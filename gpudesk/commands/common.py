@@ -10,6 +10,8 @@ from gpudesk.remote.containers import ContainerError
 from gpudesk.remote.engine import EngineError
 from gpudesk.remote.flavours import InvalidNameError
 from gpudesk.remote.fleet import Fleet, HostService, connect_blocking
+from gpudesk.remote.logs import LogError
+from gpudesk.remote.runs import RunError
 from gpudesk.remote.ssh import SshError
 from gpudesk.remote.sshconfig import SshConfigError
 
@@ -27,6 +29,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ContainerError,
     InvalidNameError,
     SshConfigError,
+    RunError,
+    LogError,
 )
 
 

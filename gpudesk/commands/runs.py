@@ -2,8 +2,211 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+import threading
 from typing import Any
+
+from gpudesk.commands.common import CliError, connected_service, connected_services, print_table
+from gpudesk.remote import logs
+from gpudesk.remote.config import Inventory
+from gpudesk.remote.fleet import Fleet, HostService
+from gpudesk.remote.runs import (
+    Run,
+    RunError,
+    RunSpec,
+    format_duration,
+    list_runs,
+    script_label,
+    stop_run,
+    submit,
+)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def run_row(run: Run) -> list[str]:
+    m = run.metrics
+    step = (
+        "-" if m.step is None else (f"{m.step}/{m.total_steps}" if m.total_steps else str(m.step))
+    )
+    return [
+        run.name,
+        f"{run.host}/{run.container}",
+        script_label(run.script),
+        run.state_text,
+        step,
+        _fmt(m.loss, ".4f"),
+        _fmt(m.tokens_per_s, ",.0f"),
+        format_duration(run.elapsed),
+        format_duration(run.eta),
+    ]
+
+
+RUN_HEADER = [
+    "NAME",
+    "HOST/CONTAINER",
+    "SCRIPT",
+    "STATE",
+    "STEP",
+    "LOSS",
+    "TOK/S",
+    "ELAPSED",
+    "ETA",
+]
+
+
+def _hosts(inventory: Inventory, host: str | None) -> list[str]:
+    return [inventory.get(host).name] if host else inventory.names()
+
+
+def _all_runs(services: list[HostService]) -> list[Run]:
+    runs: list[Run] = []
+    for service in services:
+        try:
+            runs += list_runs(service)
+        except RunError as exc:
+            print(f"gpudesk: {service.host.name}: {exc}", file=sys.stderr)
+    return runs
+
+
+def _find(fleet: Fleet, names: list[str], run_name: str) -> tuple[HostService, Run]:
+    services = connected_services(fleet, names)
+    found = [(s, r) for s in services for r in list_runs(s) if r.name == run_name]
+    if not found:
+        raise CliError(f"There is no run named {run_name}; see `gpudesk runs`.")
+    if len(found) > 1:
+        where = ", ".join(f"{r.host}/{r.container}" for _s, r in found)
+        raise CliError(f"Several runs are named {run_name} ({where}); pass --host.")
+    return found[0]
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    extra = list(args.args)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    fleet = Fleet.build(Inventory.load())
+    try:
+        service = connected_service(fleet, args.host)
+        run = submit(
+            service,
+            args.container,
+            RunSpec(args.script, tuple(extra), nproc=args.nproc, name=args.name),
+        )
+    finally:
+        fleet.close()
+    print(f"submitted {run.name} on {run.host}/{run.container} (pid {run.pid})")
+    print(f"  gpudesk logs {run.name} -f --host {run.host}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    inventory = Inventory.load()
+    fleet = Fleet.build(inventory)
+    try:
+        runs = _all_runs(connected_services(fleet, _hosts(inventory, args.host)))
+    finally:
+        fleet.close()
+    if args.json:
+        print(json.dumps([r.to_json() for r in runs], indent=2))
+    else:
+        print_table([run_row(r) for r in runs], RUN_HEADER)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    if args.lines < 0:
+        raise CliError("-n must be zero or a positive number of lines.")
+    inventory = Inventory.load()
+    fleet = Fleet.build(inventory)
+    try:
+        service, target = _log_target(fleet, _hosts(inventory, args.host), args.target)
+
+        def on_batch(lines: list[str], total: int) -> None:
+            sys.stdout.write("".join(f"{line}\n" for line in lines))
+            sys.stdout.flush()
+
+        follower = logs.follower(
+            service, target, on_batch, tail=args.lines, follow=args.follow, max_lines=1000
+        )
+        thread = threading.Thread(target=follower.run, daemon=True)
+        thread.start()
+        try:
+            # join() with a timeout keeps Ctrl-C deliverable to the main thread.
+            while thread.is_alive():
+                thread.join(0.5)
+        except KeyboardInterrupt:
+            follower.stop()
+            thread.join(5)
+            return 130
+        if follower.error:
+            raise CliError(f"Following {target.title} failed: {follower.error}")
+        return 0
+    finally:
+        fleet.close()
+
+
+def _log_target(fleet: Fleet, names: list[str], target: str) -> tuple[HostService, logs.LogTarget]:
+    services = connected_services(fleet, names)
+    for service in services:
+        for run in list_runs(service):
+            if run.name == target:
+                return service, logs.LogTarget.run(run.name, run.log_path, run.container)
+    for service in services:
+        try:
+            service.docker().containers.get(target)
+        except Exception:
+            continue
+        return service, logs.LogTarget.container(target)
+    raise CliError(f"No run or container is named {target}; see `gpudesk runs` or `gpudesk ps`.")
+
+
+def cmd_stop_run(args: argparse.Namespace) -> int:
+    inventory = Inventory.load()
+    fleet = Fleet.build(inventory)
+    try:
+        service, run = _find(fleet, _hosts(inventory, args.host), args.run)
+        print(f"sending SIGTERM to {run.name}; SIGKILL after {args.grace:g} s", file=sys.stderr)
+        result = stop_run(service, run, grace=args.grace)
+    finally:
+        fleet.close()
+    print(result.message)
+    return 0
 
 
 def register(sub: Any) -> None:
     """Adds this group's subcommands to the top-level parser."""
+    p = sub.add_parser(
+        "submit",
+        help="start a training run in a running container",
+        description="Start SCRIPT (textcls, translate, lm, recsys, or an absolute path in the "
+        "container) detached in CONTAINER; arguments after -- go to the script.",
+    )
+    p.add_argument("--host", required=True, metavar="H")
+    p.add_argument("--container", required=True, metavar="C")
+    p.add_argument("--nproc", type=int, default=1, metavar="N", help="processes (torchrun)")
+    p.add_argument("--name", metavar="RUN", help="run name (default <script>-<time>)")
+    p.add_argument("script", metavar="SCRIPT")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("runs", help="list training runs on every host")
+    p.add_argument("--host", metavar="H", help="only this host")
+    p.add_argument("--json", action="store_true", help="JSON list")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("logs", help="show or follow a run's log or a container's output")
+    p.add_argument("target", metavar="TARGET", help="a run name or a container name")
+    p.add_argument("-f", "--follow", action="store_true", help="keep following")
+    p.add_argument("-n", "--lines", type=int, default=logs.DEFAULT_TAIL, metavar="N")
+    p.add_argument("--host", metavar="H")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("stop-run", help="stop a run: SIGTERM (it checkpoints), then SIGKILL")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--host", metavar="H")
+    p.add_argument("--grace", type=float, default=10.0, metavar="S", help="seconds before SIGKILL")
+    p.set_defaults(func=cmd_stop_run)

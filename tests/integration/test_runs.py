@@ -1,0 +1,364 @@
+"""Training runs on the real test bed: a CPU-torch container reached over real SSH.
+
+The container image is the test-bed base plus CPU torch (built once, cached by tag); runs are
+submitted, listed, followed and stopped through a HostService whose connection is real SSH to
+the test bed's sshd and whose Docker client rides on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from gpudesk.remote import logs
+from gpudesk.remote.config import Host, Inventory
+from gpudesk.remote.containers import Containers, LaunchSpec
+from gpudesk.remote.flavours import Flavour, GpudeskLabels
+from gpudesk.remote.fleet import Fleet, HostService, connect_blocking
+from gpudesk.remote.runs import (
+    Run,
+    RunError,
+    RunSpec,
+    RunState,
+    get_run,
+    list_runs,
+    stop_run,
+    submit,
+)
+
+pytestmark = pytest.mark.slow
+
+# A test-bed base image with CPU torch, built once from wheels that `pip download` put in the
+# test bed cache, so the build needs no network; the tag hashes the Dockerfile and the wheels.
+TORCH_VERSION = "2.13.0"
+WHEELS = Path.home() / ".cache" / "gpudesk-testbed" / "torch-wheels"
+DOCKERFILE = f"""\
+ARG BASE
+FROM ${{BASE}}
+COPY wheels/ /tmp/wheels/
+RUN python3 -m pip install --no-cache-dir --no-index --find-links /tmp/wheels \\
+        --break-system-packages torch=={TORCH_VERSION} && rm -rf /tmp/wheels
+"""
+
+
+def ensure_wheels() -> list[Path]:
+    wheels = sorted(WHEELS.glob("*.whl"))
+    if not any(w.name.startswith("torch-") for w in wheels):
+        WHEELS.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", f"torch=={TORCH_VERSION}", "-d", str(WHEELS),
+             "--python-version", "3.11", "--only-binary=:all:",
+             "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
+             "--platform", "any", "--index-url", "https://download.pytorch.org/whl/cpu",
+             "--extra-index-url", "https://pypi.org/simple"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        wheels = sorted(WHEELS.glob("*.whl"))
+    return wheels
+
+
+def ensure_torch_image(client: Any, base: str) -> str:
+    wheels = ensure_wheels()
+    digest = hashlib.sha256(DOCKERFILE.encode() + base.encode())
+    for wheel in wheels:
+        digest.update(wheel.name.encode())
+    tag = f"gpudesk-test/torch-cpu:{digest.hexdigest()[:12]}"
+    try:
+        client.images.get(tag)
+        return tag
+    except docker.errors.ImageNotFound:
+        pass
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(DOCKERFILE)
+        tar.addfile(info, io.BytesIO(DOCKERFILE.encode()))
+        for wheel in wheels:
+            tar.add(str(wheel), arcname=f"wheels/{wheel.name}")
+    buf.seek(0)
+    client.images.build(
+        fileobj=buf, custom_context=True, tag=tag, buildargs={"BASE": base}, rm=True, pull=False
+    )
+    return tag
+
+
+FAST = ("--steps", "24", "--log-every", "4", "--eval-every", "12", "--batch-size", "16")
+
+
+@pytest.fixture(scope="module")
+def torch_container(
+    testbed: Any, docker_client: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    image = ensure_torch_image(docker_client, testbed.base_image)
+    where = tmp_path_factory.mktemp("runs-bed")
+    key = where / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    name = f"gdr-{uuid.uuid4().hex[:8]}"
+    workspace = where / "hostfs" / name
+    Containers(docker_client).launch(
+        LaunchSpec(
+            flavour=Flavour.SSH,
+            name=name,
+            workspace=str(workspace),
+            public_key=key.with_suffix(".pub").read_text(),
+            base_image=image,
+        ),
+        lambda path: Path(path).mkdir(parents=True, exist_ok=True),
+    )
+    yield name
+    with contextlib.suppress(docker.errors.NotFound):
+        docker_client.containers.get(name).remove(force=True)
+
+
+def bed_fleet(testbed: Any) -> tuple[Fleet, HostService]:
+    inventory = Inventory.load()
+    if "bed" not in inventory.names():
+        inventory.add(
+            Host(
+                name="bed",
+                hostname="127.0.0.1",
+                user="root",
+                port=testbed.ssh_port,
+                identity=testbed.ssh_client_key,
+            )
+        )
+    fleet = Fleet.build(Inventory.load())
+    service = fleet.get("bed")
+    connect_blocking(service.conn)
+    return fleet, service
+
+
+@pytest.fixture
+def bed(testbed: Any, known_hosts_file: Path) -> Iterator[HostService]:
+    fleet, service = bed_fleet(testbed)
+    yield service
+    fleet.close()
+
+
+def wait_for_run(
+    service: HostService, name: str, done: Callable[[Run], bool], timeout: float = 240
+) -> Run:
+    # Nothing announces a state change in a run folder, so this polls, as the runs view does.
+    deadline = time.monotonic() + timeout
+    while True:
+        run = get_run(service, name)
+        if done(run):
+            return run
+        assert time.monotonic() < deadline, f"{name} stuck in {run.state_text}: {run.log_tail}"
+        time.sleep(0.5)
+
+
+def follow_until(service: HostService, name: str, needle: str, timeout: float = 240) -> list[str]:
+    seen = threading.Event()
+
+    def on_batch(lines: list[str], total: int) -> None:
+        if any(needle in line for line in lines):
+            seen.set()
+
+    follower = logs.follower(service, logs.LogTarget.run(name), on_batch, tail=1000)
+    thread = threading.Thread(target=follower.run, daemon=True)
+    thread.start()
+    try:
+        assert seen.wait(timeout), f"{needle!r} never appeared in {name}'s log"
+    finally:
+        follower.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    return follower.lines()
+
+
+def test_textcls_run_succeeds_and_outlives_gpudesk(
+    bed: HostService, torch_container: str, testbed: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = submit(bed, torch_container, RunSpec("textcls", FAST, name="cls-ok"))
+    assert run.state in (RunState.STARTING, RunState.RUNNING)
+    assert run.pid and run.record["gpudesk_version"]
+    record = json.loads(Path(run.dir, "run.json").read_text())
+    assert record["pid"] == run.pid and record["container"] == torch_container
+
+    # A fresh fleet (gpudesk killed and started again) still finds the run, still running.
+    fleet2, service2 = bed_fleet(testbed)
+    try:
+        again = get_run(service2, "cls-ok")
+        assert again.state in (RunState.RUNNING, RunState.SUCCEEDED)
+    finally:
+        fleet2.close()
+
+    lines = follow_until(bed, "cls-ok", "done (completed)")
+    assert any(line.startswith("step ") for line in lines)
+    final = wait_for_run(bed, "cls-ok", lambda r: r.state.finished)
+    assert final.state is RunState.SUCCEEDED and final.exit_code == 0
+    records = [json.loads(x) for x in Path(final.dir, "metrics.jsonl").read_text().splitlines()]
+    last_loss = [r["loss"] for r in records if r["event"] == "train"][-1]
+    assert final.metrics.loss == pytest.approx(last_loss)
+    assert final.metrics.step == 24 and final.eta is None
+    listed = {r.name: r for r in list_runs(bed)}
+    assert listed["cls-ok"].state is RunState.SUCCEEDED
+
+    from gpudesk.cli import main
+
+    capsys.readouterr()
+    assert main(["runs", "--host", "bed", "--json"]) == 0
+    listed_json = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed_json["cls-ok"]["state"] == "succeeded"
+    assert listed_json["cls-ok"]["loss"] == pytest.approx(last_loss)
+    assert main(["logs", "cls-ok", "--host", "bed", "-n", "3"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "done (completed) at step 24"
+    assert main(["stop-run", "cls-ok", "--host", "bed"]) == 1
+    assert "already ended" in capsys.readouterr().err
+
+
+def test_failing_script_shows_failed_with_exit_code_and_log(
+    bed: HostService, torch_container: str
+) -> None:
+    submit(bed, torch_container, RunSpec("textcls", ("--data", "/nope.tsv"), name="cls-bad"))
+    run = wait_for_run(bed, "cls-bad", lambda r: r.state.finished)
+    assert run.state is RunState.FAILED and run.exit_code == 2
+    assert run.state_text == "failed (2)"
+    assert any("error" in line for line in run.log_tail)
+
+
+def test_stop_run_checkpoints_and_ends_stopped(bed: HostService, torch_container: str) -> None:
+    args = ("--steps", "100000", "--log-every", "1", "--ckpt-every", "50", "--batch-size", "8")
+    submit(bed, torch_container, RunSpec("textcls", args, name="cls-long"))
+    follow_until(bed, "cls-long", "step 2/")
+    result = stop_run(bed, "cls-long", grace=60)
+    assert result.outcome == "terminated", result.message
+    run = wait_for_run(bed, "cls-long", lambda r: r.state.finished)
+    assert run.state is RunState.STOPPED
+    assert run.metrics.done_reason == "sigterm"
+    assert list(Path(run.dir, "ckpt").glob("step_*.pt"))
+    with pytest.raises(RunError, match="already ended"):
+        stop_run(bed, "cls-long")
+
+
+def test_bad_submissions_leave_nothing_behind(
+    bed: HostService, torch_container: str, docker_client: Any, tmp_path: Path
+) -> None:
+    with pytest.raises(RunError, match="Unknown script"):
+        submit(bed, torch_container, RunSpec("nosuch", name="x1"))
+    with pytest.raises(RunError, match="no file"):
+        submit(bed, torch_container, RunSpec("/workspace/missing.py", name="x2"))
+    with pytest.raises(RunError, match="cannot name a run"):
+        submit(bed, torch_container, RunSpec("textcls", name="Bad Name"))
+    submit(bed, torch_container, RunSpec("textcls", ("--steps", "1"), name="taken"))
+    with pytest.raises(RunError, match="already exists"):
+        submit(bed, torch_container, RunSpec("textcls", name="taken"))
+    names = {r.name for r in list_runs(bed)}
+    assert "x1" not in names and "x2" not in names
+
+    idle = f"gdr-idle-{uuid.uuid4().hex[:6]}"
+    labels = GpudeskLabels(Flavour.SSH, "t", str(tmp_path), "dev").to_labels()
+    docker_client.containers.create(
+        docker_client.containers.get(torch_container).image.id, name=idle, labels=labels
+    )
+    try:
+        with pytest.raises(RunError, match="start it first"):
+            submit(bed, idle, RunSpec("textcls", name="x3"))
+    finally:
+        docker_client.containers.get(idle).remove(force=True)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_follow_survives_truncation_and_rotation(bed: HostService, tmp_path: Path) -> None:
+    # The test bed host is this machine, so tmp_path is a file on the GPU host too.
+    log = tmp_path / "train.log"
+    log.write_text("".join(f"old {i}\n" for i in range(1000)))
+    seen: list[str] = []
+    arrived = threading.Condition()
+
+    def on_batch(lines: list[str], total: int) -> None:
+        with arrived:
+            seen.extend(lines)
+            arrived.notify_all()
+
+    def wait_for(line: str) -> None:
+        with arrived:
+            assert arrived.wait_for(lambda: line in seen, 20), f"never saw {line!r}: {seen[-5:]}"
+
+    follower = logs.follower(bed, logs.LogTarget.file(str(log)), on_batch, tail=10)
+    thread = threading.Thread(target=follower.run, daemon=True)
+    thread.start()
+    try:
+        wait_for("old 999")
+        assert seen[0] == "old 990"  # only the last N lines, not the whole file
+        with log.open("a") as f:
+            f.write("grown\n")
+        wait_for("grown")
+        log.write_text("after truncation\n")
+        wait_for("after truncation")
+        log.rename(tmp_path / "train.log.1")
+        log.write_text("after rotation\n")
+        wait_for("after rotation")
+    finally:
+        follower.stop()
+        thread.join(10)
+    assert not thread.is_alive() and follower.total == len(seen)
+
+
+def test_logs_of_a_container_and_a_run_through_the_cli(
+    bed: HostService, torch_container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gpudesk.cli import main
+
+    lines = logs.read_tail(bed, logs.LogTarget.container(torch_container), 50)
+    assert isinstance(lines, list)
+    assert main(["logs", torch_container, "--host", "bed", "-n", "5"]) == 0
+    assert main(["logs", "no-such-thing", "--host", "bed"]) == 1
+    assert "No run or container is named no-such-thing" in capsys.readouterr().err
+
+
+def test_full_or_read_only_workspace_is_refused_cleanly(
+    bed: HostService, torch_container: str, docker_client: Any, tmp_path: Path
+) -> None:
+    from docker.types import Mount
+
+    image = docker_client.containers.get(torch_container).image.id
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "full").mkdir()
+    # A tiny filesystem on the host, bind-mounted like any workspace (Docker's archive API does
+    # not reach into a container's own tmpfs mounts).
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=1777", "tmpfs", str(tmp_path / "full")],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    cases = {
+        "read-only": Mount("/workspace", str(tmp_path / "ro"), type="bind", read_only=True),
+        "full": Mount("/workspace", str(tmp_path / "full"), type="bind"),
+    }
+    made = []
+    try:
+        for why, mount in cases.items():
+            name = f"gdr-{why}-{uuid.uuid4().hex[:6]}"
+            labels = GpudeskLabels(Flavour.SSH, "t", str(tmp_path / why), "dev").to_labels()
+            made.append(name)
+            docker_client.containers.run(
+                image, ["sleep", "infinity"], entrypoint=[], detach=True, name=name,
+                labels=labels, mounts=[mount],
+            )  # fmt: skip
+            with pytest.raises(RunError, match=f"workspace of {name} is {why}"):
+                submit(bed, name, RunSpec("textcls", name="x"))
+            code, out = docker_client.containers.get(name).exec_run(["ls", "/workspace/runs"])
+            assert code != 0 or out.strip() == b"", out
+    finally:
+        for name in made:
+            with contextlib.suppress(docker.errors.NotFound):
+                docker_client.containers.get(name).remove(force=True)
+        subprocess.run(["umount", str(tmp_path / "full")], check=False)
