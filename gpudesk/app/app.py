@@ -335,6 +335,11 @@ class GpudeskApp(App[int]):
         if name in self.models:
             self.push_screen(HostScreen(name))
 
+    def open_runs(self) -> None:
+        from gpudesk.app.screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen())
+
     def retry_host(self, name: str) -> None:
         service = self.fleet.services.get(name)
         if service is not None:

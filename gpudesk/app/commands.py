@@ -19,6 +19,7 @@ class GpudeskCommands(Provider):
             ("help", "Show every key binding", app.action_help),
             ("quit", "Quit gpudesk", app.action_quit),
         ]
+        cmds.append(("runs", "Training runs on every host", app.open_runs))
         add = getattr(screen, "action_add_host", None)
         if add is not None:
             cmds.insert(0, ("add host", "Add a GPU host to the inventory", add))

@@ -28,6 +28,7 @@ class FleetScreen(Screen[None]):
         Binding("enter", "open_host", "Open", show=True),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("r", "retry", "Reconnect"),
+        Binding("R", "runs", "Runs"),
         Binding("ctrl+d", "remove_host", "Remove host"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -146,6 +147,9 @@ class FleetScreen(Screen[None]):
                 self.gapp.accept_host_key(name)
 
         self.app.push_screen(HostKeyModal(model.host, model.status), answered)
+
+    def action_runs(self) -> None:
+        self.gapp.open_runs()
 
     def action_retry(self) -> None:
         name = self._selected()
