@@ -11,7 +11,7 @@ and measures, in one run:
 
 For each it reports the operator process's CPU time (all threads) per host-sample and as % of
 one core; for the app also the sample-to-screen latency: the agent's ``ts`` to the moment the
-Fleet table was repainted after ``FleetScreen.refresh_host`` updated that host's row (the
+Fleet list was repainted after ``FleetScreen.show_host`` updated that host's row (the
 method is wrapped here; app code is untouched). Agents run on this machine, so their clock
 is the operator's.
 
@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -144,66 +143,16 @@ def bare_reader(hosts: list[Any], paths: Any, gpus: int, seconds: float) -> dict
 # ------------------------------------------------------------------------------ the app
 
 
-def install_coalescing(screen_cls: Any, period: float, on_flushed: Any) -> Any:
-    """EXPERIMENT (not app code): what the suggested FleetScreen fix would cost.
-
-    ``refresh_host`` only marks the host dirty; a timer flushes dirty hosts every ``period``
-    seconds in one batch, updating only the cells whose text changed (``update_width`` only
-    when a value outgrows its column) and the summary once per flush. (The host-key question
-    of the real method is left out: no host here asks one.) Returns the original method.
-    """
-    from textual.widgets import DataTable
-
-    from gpudesk.app.widgets.host_table import COLUMNS, host_cells
-
-    original = screen_cls.refresh_host
-
-    def flush(self: Any) -> None:
-        dirty, self._bench_dirty = self._bench_dirty, set()
-        if not dirty:
-            return
-        table = self.query_one("#hosts", DataTable)
-        cache: dict[str, list[str]] = self.__dict__.setdefault("_bench_cells", {})
-        with self.app.batch_update():
-            for name in dirty:
-                model = self.gapp.models.get(name)
-                if model is None or (name in table.rows) != self._matches(name):
-                    self.rebuild()
-                    cache.clear()
-                    continue
-                if name not in table.rows:
-                    continue
-                cells = host_cells(model)
-                texts = [str(cell) for cell in cells]
-                old = cache.get(name)
-                for i, ((key, _), value) in enumerate(zip(COLUMNS, cells, strict=True)):
-                    if old is None or old[i] != texts[i]:
-                        wider = len(texts[i]) > table.columns[key].content_width  # type: ignore[index]
-                        table.update_cell(name, key, value, update_width=wider)
-                cache[name] = texts
-            self.update_summary()
-        on_flushed(self, dirty)
-
-    def refresh_host(self: Any, name: str) -> None:
-        if "_bench_dirty" not in self.__dict__:
-            self._bench_dirty = set()
-            self.set_interval(period, lambda: flush(self))
-        self._bench_dirty.add(name)
-
-    screen_cls.refresh_host = refresh_host
-    return original
-
-
 async def run_app(
     n_hosts: int,
     seconds: float,
     size: tuple[int, int],
     profile: str | None = None,
-    coalesce: float | None = None,
 ) -> dict[str, Any]:
     from gpudesk.app.app import GpudeskApp
     from gpudesk.app.messages import GpuUpdate
     from gpudesk.app.screens.fleet import FleetScreen
+    from gpudesk.app.widgets.host_list import HostList
     from gpudesk.remote.config import LOCALHOST, Inventory
     from gpudesk.remote.fleet import Fleet
 
@@ -222,9 +171,9 @@ async def run_app(
     streaming: set[str] = set()
     all_streaming = asyncio.Event()
     seen: dict[str, float] = {}
-    original = FleetScreen.refresh_host
+    original = FleetScreen.show_host
 
-    def timed_refresh_host(self: FleetScreen, name: str) -> None:
+    def timed_show_host(self: FleetScreen, name: str) -> None:
         original(self, name)
         record(self, name)
 
@@ -252,22 +201,8 @@ async def run_app(
                 if len(streaming) == n_hosts:
                     all_streaming.set()
 
-    # WORKAROUND (app issue): Textual runs thread workers in the loop's default executor,
-    # min(32, CPUs + 4) threads, and the app holds three of them per connected host for
-    # ever (connection supervisor, GPU stream, container watch): on this 2-core machine only
-    # the first hosts would ever stream. Give the loop enough threads for every host.
-    asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=4 * n_hosts + 16, thread_name_prefix="bench-worker")
-    )
-
-    def flushed(screen: FleetScreen, names: set[str]) -> None:
-        for name in names:
-            record(screen, name)
-
-    if coalesce:
-        original = install_coalescing(FleetScreen, coalesce, flushed)
-    else:
-        FleetScreen.refresh_host = timed_refresh_host  # type: ignore[method-assign]
+    original = FleetScreen.show_host
+    FleetScreen.show_host = timed_show_host  # type: ignore[method-assign]
     try:
         app = GpudeskApp(fleet_factory=fleet_without_localhost)
         async with app.run_test(size=size, message_hook=hook) as pilot:
@@ -296,14 +231,13 @@ async def run_app(
                 if profiler is not None and profile:
                     profiler.dump_stats(profile)
                 assert isinstance(app.screen, FleetScreen)
-                table = app.screen.query_one("#hosts")
-                cells = [str(table.get_row(name)[5]) for name in app.models]  # type: ignore[attr-defined]
+                cells = [app.screen.query_one(HostList).cells(name)[5] for name in app.models]
                 summary = str(app.screen.query_one("#fleet-summary").render())
                 states = [m.status.state for m in app.models.values()]
             finally:
                 await app.action_quit()
     finally:
-        FleetScreen.refresh_host = original  # type: ignore[method-assign]
+        FleetScreen.show_host = original  # type: ignore[method-assign]
     return {
         "cpu_s": cpu,
         "wall_s": wall,
@@ -327,13 +261,6 @@ def main(argv: list[str] | None = None) -> int:
         "--size", default="160x50", help="terminal size of the headless app (COLSxROWS)"
     )
     parser.add_argument("--no-reference", action="store_true", help="skip the bare reader")
-    parser.add_argument(
-        "--experiment-coalesce",
-        type=float,
-        metavar="SECONDS",
-        help="EXPERIMENT: replace FleetScreen.refresh_host by a diffing, coalescing version "
-        "flushed every SECONDS (what the suggested app fix would cost; app code untouched)",
-    )
     parser.add_argument(
         "--profile", metavar="FILE", help="cProfile the app's event-loop thread into FILE"
     )
@@ -383,9 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: reference reader, {args.seconds:g} s", file=sys.stderr, flush=True)
             ref = bare_reader(hosts, paths, args.gpus, args.seconds)
         print(f"bench: headless app, {args.seconds:g} s", file=sys.stderr, flush=True)
-        res = asyncio.run(
-            run_app(args.hosts, args.seconds, (cols, rows), args.profile, args.experiment_coalesce)
-        )
+        res = asyncio.run(run_app(args.hosts, args.seconds, (cols, rows), args.profile))
     finally:
         stop_sshds(sshds)
 
@@ -403,11 +328,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"app end state: {res['connected']}/{args.hosts} connected; {res['summary']}")
     print(f"a Fleet GPU cell: {res['cells'][0]}")
-    if args.experiment_coalesce:
-        print(
-            f"EXPERIMENT: FleetScreen.refresh_host replaced by a diffing version flushed every "
-            f"{args.experiment_coalesce:g} s (not the app as shipped)"
-        )
     print()
     header = f"{'':<28}{'samples':>9}{'CPU s':>9}{'ms CPU/sample':>15}{'% of 1 core':>13}"
     print(header)

@@ -30,7 +30,7 @@ from gpudesk.remote.containers import ContainerInfo
 from gpudesk.remote.devcontainers import DevContainers
 from gpudesk.remote.engine import EngineError, EngineInfo
 from gpudesk.remote.fleet import Fleet, HostService, simulated_gpus
-from gpudesk.remote.gpu.sample import GpuSample, summarize
+from gpudesk.remote.gpu.sample import GpuSample, GpuSummary, summarize
 from gpudesk.remote.gpu.stream import GpuHistory, GpuStream, StreamState
 from gpudesk.remote.ssh import ConnState, ConnStatus
 from gpudesk.remote.tunnels import Tunnel
@@ -46,6 +46,7 @@ class HostModel:
     engine_error: str | None = None
     gpu: GpuSample | None = None
     gpu_history: GpuHistory = field(default_factory=GpuHistory)
+    gpu_summary: GpuSummary | None = None
     gpu_note: str = ""
     containers: list[ContainerInfo] | None = None
     containers_error: str | None = None
@@ -269,7 +270,8 @@ class GpudeskApp(App[int]):
         model.gpu = message.sample
         model.gpu_history.add(message.sample)
         model.gpu_note = ""
-        model.extra["gpus"] = gpu_summary_text(message.sample)
+        model.gpu_summary = summarize(message.sample) if message.sample.gpus else None
+        model.extra["gpus"] = gpu_summary_text(message.sample, model.gpu_summary)
         self.refresh_host(message.host)
 
     def on_gpu_stream_state(self, message: GpuStreamState) -> None:
@@ -372,12 +374,11 @@ class GpudeskApp(App[int]):
         self.exit(0)
 
 
-def gpu_summary_text(sample: GpuSample) -> str:
+def gpu_summary_text(sample: GpuSample, s: GpuSummary | None) -> str:
     """The Fleet table's GPU cell: free/total, memory used, hottest, or why there are none."""
     prefix = "SIM " if sample.simulated else ""
-    if not sample.gpus:
+    if s is None:
         return prefix + (sample.driver_state.value.replace("_", " ") if sample.message else "none")
-    s = summarize(sample)
     parts = [f"{s.free}/{s.count} free"]
     if s.mem_total:
         parts.append(f"{s.mem_used / 2**30:.0f}/{s.mem_total / 2**30:.0f}G")

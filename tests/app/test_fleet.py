@@ -14,6 +14,7 @@ from gpudesk.app.messages import EngineStatus, GpuUpdate, HostStatus
 from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
+from gpudesk.app.screens.fleet import FleetScreen
 from gpudesk.app.screens.help import HelpScreen
 from gpudesk.app.screens.host import HostScreen
 from gpudesk.app.widgets.host_list import HostList
@@ -55,8 +56,14 @@ def record_states(app: GpudeskApp) -> None:
 
 
 async def settle(pilot: Pilot[Any]) -> None:
+    """Let messages and workers finish, then draw what the Fleet would draw on its next tick."""
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    for screen in pilot.app.screen_stack:
+        if isinstance(screen, FleetScreen):
+            screen.flush()
+            screen.update_summary()
     await pilot.pause()
 
 

@@ -240,8 +240,10 @@ def test_tui_fleet_cell_shows_simulated_free_gpus_from_the_test_bed(
                 await asyncio.wait_for(bed_sample.wait(), 60)
                 await pilot.pause()
                 assert isinstance(app.screen, FleetScreen)
+                app.screen.flush()
                 cell = app.screen.query_one(HostList).cells("bed")[5]
                 assert cell.startswith("SIM ") and "/8 free" in cell
+                app.screen.update_summary()
                 summary = str(app.screen.query_one("#fleet-summary").render())
                 assert "SIMULATED" in summary and "free GPUs: " in summary
             finally:

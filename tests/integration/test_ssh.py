@@ -238,6 +238,7 @@ def test_tui_shows_localhost_and_the_test_bed_host_with_a_true_state(
         async with app.run_test(size=(120, 30), message_hook=hook) as pilot:
             await asyncio.wait_for(engine_seen.wait(), 30)
             await pilot.pause()
+            app.screen.flush()  # type: ignore[attr-defined]
             hosts = app.screen.query_one(HostList)
             assert hosts.row_names() == ["localhost", "bed"]
             row = hosts.cells("bed")

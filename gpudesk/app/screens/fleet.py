@@ -8,18 +8,20 @@ from typing import TYPE_CHECKING, cast
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input
 
 from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
-from gpudesk.app.widgets.host_list import COLUMNS, HostList, join_cells
+from gpudesk.app.widgets.host_list import COLUMNS, HostList, Line, join_cells
 from gpudesk.app.widgets.host_table import host_cells
-from gpudesk.remote.gpu.sample import summarize
 from gpudesk.remote.ssh import ConnState
 
 if TYPE_CHECKING:
     from gpudesk.app.app import GpudeskApp
+
+
+FLUSH_INTERVAL = 0.15
 
 
 class FleetScreen(Screen[None]):
@@ -37,6 +39,8 @@ class FleetScreen(Screen[None]):
         super().__init__()
         self.filter_text = ""
         self._asked_keys: set[str] = set()
+        self._pending: set[str] = set()
+        self._flush_scheduled = False
 
     @property
     def gapp(self) -> GpudeskApp:
@@ -44,14 +48,17 @@ class FleetScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(id="fleet-summary")
-        yield Static(join_cells([label for _, label, _ in COLUMNS], "bold"), id="hosts-header")
+        yield Line(id="fleet-summary")
+        yield Line(join_cells([label for _, label, _ in COLUMNS], "bold"), id="hosts-header")
         yield HostList(id="hosts")
         yield Input(placeholder="filter hosts (regex; ! inverts)", id="filter", classes="hidden")
         yield Footer()
 
     def on_mount(self) -> None:
         self.rebuild()
+        # The fleet-wide line sums every host: once a second is fresh enough, and keeps a
+        # busy fleet's per-sample cost independent of its size.
+        self.set_interval(1.0, self.update_summary)
         self.query_one(HostList).focus()
 
     # ------------------------------------------------------------------ rendering
@@ -71,6 +78,7 @@ class FleetScreen(Screen[None]):
         return found != invert
 
     def rebuild(self) -> None:
+        self._pending.clear()
         hosts = self.query_one(HostList)
         names = [n for n in self.gapp.models if self._matches(n)]
         hosts.set_rows(names)
@@ -79,15 +87,18 @@ class FleetScreen(Screen[None]):
         self.update_summary()
 
     def refresh_host(self, name: str) -> None:
-        hosts = self.query_one(HostList)
+        """Note that a host changed; rows are redrawn together a few times a second.
+
+        Many hosts streaming at 1 Hz would otherwise each cost a screen update of their own.
+        """
         model = self.gapp.models.get(name)
-        present = name in hosts.rows
-        if model is None or present != self._matches(name):
-            self.rebuild()
+        if model is None or (name in self.query_one(HostList).rows) != self._matches(name):
+            self.rebuild()  # a host came or went: at once
             return
-        if present:
-            hosts.show(name, host_cells(model))
-        self.update_summary()
+        self._pending.add(name)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.set_timer(FLUSH_INTERVAL, self.flush)
         if (
             model.status.state is ConnState.HOST_KEY_UNKNOWN
             and name not in self._asked_keys
@@ -96,23 +107,38 @@ class FleetScreen(Screen[None]):
             self._asked_keys.add(name)
             self.ask_host_key(name)
 
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, set()
+        with self.app.batch_update():
+            for name in pending:
+                self.show_host(name)
+
+    def show_host(self, name: str) -> None:
+        hosts = self.query_one(HostList)
+        model = self.gapp.models.get(name)
+        if model is None or (name in hosts.rows) != self._matches(name):
+            self.rebuild()
+        elif name in hosts.rows:
+            hosts.show(name, host_cells(model))
+
     def update_summary(self) -> None:
         models = list(self.gapp.models.values())
         connected = sum(m.status.state is ConnState.CONNECTED for m in models)
         attention = sum(m.status.state.needs_user for m in models)
         parts = [f"{len(models)} hosts", f"{connected} connected"]
-        samples = [m.gpu for m in models if m.gpu is not None and m.gpu.gpus]
-        if samples:
-            free = sum(summarize(s).free for s in samples)
-            total = sum(len(s.gpus) for s in samples)
+        summaries = [m.gpu_summary for m in models if m.gpu_summary is not None]
+        if summaries:
+            free = sum(s.free for s in summaries)
+            total = sum(s.count for s in summaries)
             parts.append(f"free GPUs: {free}/{total}")
-            if any(s.simulated for s in samples):
+            if any(m.gpu is not None and m.gpu.simulated for m in models):
                 parts.append("SIMULATED")
         if attention:
             parts.append(f"{attention} need attention")
         if self.filter_text:
             parts.append(f"filter: {self.filter_text}")
-        self.query_one("#fleet-summary", Static).update(" · ".join(parts))
+        self.query_one("#fleet-summary", Line).set(" · ".join(parts))
 
     # ------------------------------------------------------------------ actions
 

@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.events import Click
 from textual.message import Message
-from textual.widgets import Static
+from textual.widget import Widget
 
 # (key, header, width); the last column takes what is left.
 COLUMNS: list[tuple[str, str, int]] = [
@@ -37,7 +37,33 @@ def join_cells(cells: list[Text | str], style: str = "") -> Text:
     return line
 
 
-class HostRow(Static):
+class Line(Widget):
+    """One line of text of fixed height: changing it repaints the line, with no layout pass."""
+
+    DEFAULT_CSS = """
+    Line { height: 1; }
+    """
+
+    def __init__(self, text: Text | str = "", id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._line = Text(text) if isinstance(text, str) else text
+
+    def render(self) -> Text:
+        return self._line
+
+    def set(self, text: Text | str) -> None:
+        line = Text(text) if isinstance(text, str) else text
+        if line == self._line:
+            return
+        self._line = line
+        self.refresh()
+
+    @property
+    def plain(self) -> str:
+        return self._line.plain
+
+
+class HostRow(Line):
     """One host's line; it only repaints when its own cells change."""
 
     DEFAULT_CSS = """
@@ -47,17 +73,13 @@ class HostRow(Static):
     """
 
     def __init__(self, name: str) -> None:
-        super().__init__(markup=False)
+        super().__init__()
         self.host_name = name
         self.cells: list[Text | str] = []
 
     def show(self, cells: list[Text | str]) -> None:
-        if [str(c) for c in cells] == [str(c) for c in self.cells] and [
-            c.style if isinstance(c, Text) else "" for c in cells
-        ] == [c.style if isinstance(c, Text) else "" for c in self.cells]:
-            return
         self.cells = cells
-        self.update(join_cells(cells))
+        self.set(join_cells(cells))
 
     def on_click(self, event: Click) -> None:
         parent = self.parent
