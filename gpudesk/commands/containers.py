@@ -34,15 +34,6 @@ def _ports_text(info: ContainerInfo) -> str:
     return ",".join(f"{p.host_ip}:{p.host_port}->{p.container_port}" for p in info.ports) or "-"
 
 
-def _uptime_text(info: ContainerInfo) -> str:
-    if info.uptime is None or info.state != "running":
-        return "-"
-    seconds = int(info.uptime.total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    return f"{days}d{hours}h" if days else f"{hours}h{rest // 60:02d}m"
-
-
 def cmd_ps(args: argparse.Namespace) -> int:
     inventory = Inventory.load()
     names = [inventory.get(args.host).name] if args.host else inventory.names()
@@ -63,7 +54,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         return 0
     table = [
         [h, i.name, i.flavour.value if i.flavour else "-", i.image[:40], i.state,
-         _uptime_text(i), i.gpus or "-", _ports_text(i)]
+         i.uptime_text, i.gpus or "-", _ports_text(i)]
         for h, i in rows
     ]  # fmt: skip
     print_table(table, ["HOST", "NAME", "FLAVOUR", "IMAGE", "STATE", "UP", "GPUS", "PORTS"])

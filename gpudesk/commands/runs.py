@@ -13,50 +13,15 @@ from gpudesk.remote import logs
 from gpudesk.remote.config import Inventory
 from gpudesk.remote.fleet import Fleet, HostService
 from gpudesk.remote.runs import (
+    RUN_COLUMNS,
     Run,
     RunError,
     RunSpec,
-    format_duration,
     list_runs,
-    script_label,
+    run_cells,
     stop_run,
     submit,
 )
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def run_row(run: Run) -> list[str]:
-    m = run.metrics
-    step = (
-        "-" if m.step is None else (f"{m.step}/{m.total_steps}" if m.total_steps else str(m.step))
-    )
-    return [
-        run.name,
-        f"{run.host}/{run.container}",
-        script_label(run.script),
-        run.state_text,
-        step,
-        _fmt(m.loss, ".4f"),
-        _fmt(m.tokens_per_s, ",.0f"),
-        format_duration(run.elapsed),
-        format_duration(run.eta),
-    ]
-
-
-RUN_HEADER = [
-    "NAME",
-    "HOST/CONTAINER",
-    "SCRIPT",
-    "STATE",
-    "STEP",
-    "LOSS",
-    "TOK/S",
-    "ELAPSED",
-    "ETA",
-]
 
 
 def _hosts(inventory: Inventory, host: str | None) -> list[str]:
@@ -113,7 +78,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in runs], indent=2))
     else:
-        print_table([run_row(r) for r in runs], RUN_HEADER)
+        print_table([run_cells(r) for r in runs], list(RUN_COLUMNS))
     return 0
 
 

@@ -138,6 +138,17 @@ class ContainerInfo:
     is_gpudesk: bool
     user: str = ""
 
+    @property
+    def uptime_text(self) -> str:
+        if self.uptime is None or self.state != "running":
+            return "-"
+        seconds = int(self.uptime.total_seconds())
+        days, rest = divmod(seconds, 86400)
+        hours, rest = divmod(rest, 3600)
+        if days:
+            return f"{days}d{hours}h"
+        return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
     def host_port(self, container_port: str) -> int | None:
         for binding in self.ports:
             if binding.container_port == container_port:

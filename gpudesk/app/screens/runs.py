@@ -21,11 +21,10 @@ from gpudesk.remote.runs import (
     Run,
     RunState,
     StopResult,
-    format_duration,
     get_run,
     list_runs,
     rerun,
-    script_label,
+    run_cells,
     stop_run,
 )
 from gpudesk.remote.ssh import ConnState
@@ -99,28 +98,6 @@ class RunsLoaded(Message):
         super().__init__()
         self.runs = runs
         self.errors = errors
-
-
-def _num(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def run_cells(run: Run) -> tuple[str, ...]:
-    m = run.metrics
-    step = (
-        "-" if m.step is None else (f"{m.step}/{m.total_steps}" if m.total_steps else str(m.step))
-    )
-    return (
-        run.name,
-        f"{run.host}/{run.container}",
-        script_label(run.script),
-        run.state_text,
-        step,
-        _num(m.loss, ".4f"),
-        _num(m.tokens_per_s, ",.0f"),
-        format_duration(run.elapsed),
-        format_duration(run.eta),
-    )
 
 
 def run_key(run: Run) -> str:

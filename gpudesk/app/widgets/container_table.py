@@ -19,17 +19,6 @@ COLUMNS: list[tuple[str, str]] = [
 STATE_STYLE = {"running": "green", "exited": "red", "dead": "bold red", "restarting": "yellow"}
 
 
-def uptime_text(info: ContainerInfo) -> str:
-    if info.uptime is None or info.state != "running":
-        return "-"
-    seconds = int(info.uptime.total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    if days:
-        return f"{days}d{hours}h"
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
 def container_cells(info: ContainerInfo) -> list[Text | str]:
     ports = ", ".join(f"{p.host_ip}:{p.host_port}→{p.container_port}" for p in info.ports)
     return [
@@ -37,7 +26,7 @@ def container_cells(info: ContainerInfo) -> list[Text | str]:
         info.flavour.value if info.flavour else "-",
         info.image if len(info.image) <= 36 else info.image[:35] + "…",
         Text(info.status or info.state, style=STATE_STYLE.get(info.state, "")),
-        uptime_text(info),
+        info.uptime_text,
         info.gpus or "-",
         ports or "-",
     ]
