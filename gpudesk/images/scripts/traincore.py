@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import random
 import signal
 import sys
@@ -48,6 +49,28 @@ PEAK_BF16_FLOPS = {
     "A10G": 70e12,
     "L4": 121e12,
 }
+
+
+def all_gather_pickled(obj: Any, device: torch.device) -> list[Any]:
+    """Every rank's ``obj``, in rank order.
+
+    torch's ``all_gather_object`` goes through NumPy, which the containers need not have;
+    this sends the pickled bytes as uint8 tensors instead.
+    """
+    data = pickle.dumps(obj)
+    payload = torch.tensor(list(data), dtype=torch.uint8, device=device)
+    size = torch.tensor([payload.numel()], dtype=torch.long, device=device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    longest = int(max(int(s.item()) for s in sizes))
+    padded = torch.zeros(longest, dtype=torch.uint8, device=device)
+    padded[: payload.numel()] = payload
+    chunks = [torch.zeros_like(padded) for _ in sizes]
+    dist.all_gather(chunks, padded)
+    return [
+        pickle.loads(bytes(chunk[: int(n.item())].cpu().tolist()))
+        for chunk, n in zip(chunks, sizes, strict=True)
+    ]
 
 
 class UserError(Exception):
@@ -372,9 +395,7 @@ class Trainer:
         if out is None:
             out = default_out()
             if self.world > 1:  # every rank must agree on the timestamp
-                box = [str(out)]
-                dist.broadcast_object_list(box, src=0)
-                out = Path(box[0])
+                out = Path(all_gather_pickled(str(out), self.device)[0])
         self.out = out
         if self.is_main:
             (out / CKPT_DIR).mkdir(parents=True, exist_ok=True)
@@ -403,8 +424,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         rngs = [self.rng_state()]
         if self.world > 1:
-            rngs = [None] * self.world
-            dist.all_gather_object(rngs, self.rng_state())
+            rngs = all_gather_pickled(self.rng_state(), self.device)
         if self.is_main:
             a = self.args
             ck = {
