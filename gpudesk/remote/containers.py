@@ -800,6 +800,11 @@ class Containers:
                     f"Docker {what}: the GPU host is out of disk space; free some and try again."
                 )
             return ContainerError(f"Docker {what}: {detail}.")
+        if "No such file or directory" in str(exc):
+            return ContainerError(
+                f"Docker {what}: no Docker engine runs there (its socket does not exist); start"
+                " dockerd or set DOCKER_HOST."
+            )
         if isinstance(exc, requests.exceptions.RequestException | OSError):
             return ContainerError(
                 f"Docker {what} because the engine did not answer ({exc}); check the connection"

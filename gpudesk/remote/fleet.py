@@ -6,6 +6,7 @@ The TUI and the CLI both go through :class:`Fleet`; nothing here knows about Tex
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,8 +86,15 @@ class HostService:
         simulate: int | None = None,
     ) -> GpuStream:
         """The host's GPU agent stream over its one connection; call ``run()`` in a worker."""
+        # On this machine gpudesk's own interpreter has nvidia-ml-py; a host has its python3.
+        python = sys.executable if isinstance(self.conn, LocalConnection) else "python3"
         return GpuStream(
-            self.conn.open_lines, on_sample, on_state, interval=interval, simulate=simulate
+            self.conn.open_lines,
+            on_sample,
+            on_state,
+            interval=interval,
+            simulate=simulate,
+            python=python,
         )
 
     def reset_docker(self) -> None:

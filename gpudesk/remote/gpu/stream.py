@@ -35,11 +35,13 @@ def agent_source() -> bytes:
     return importlib.resources.files("gpudesk.remote.gpu").joinpath("agent.py").read_bytes()
 
 
-def agent_command(interval: float = 1.0, simulate: int | None = None) -> str:
-    """The remote command line that runs the agent read from stdin."""
+def agent_command(
+    interval: float = 1.0, simulate: int | None = None, python: str = "python3"
+) -> str:
+    """The command line that runs the agent read from stdin, with ``python``."""
     if not interval > 0 or math.isinf(interval):
         raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
-    argv = ["python3", "-u", "-", "--interval", f"{interval:g}"]
+    argv = [python, "-u", "-", "--interval", f"{interval:g}"]
     if simulate is not None:
         if simulate < 1:
             raise ValueError(f"simulate needs at least one GPU, not {simulate!r}")
@@ -214,11 +216,12 @@ class GpuStream:
         *,
         stall_timeout: float | None = None,
         backoff: Callable[[int], float] = backoff_delay,
+        python: str = "python3",
     ) -> None:
         self._open_lines = open_lines
         self._on_sample = on_sample
         self._on_state = on_state
-        self.command = agent_command(interval, simulate)
+        self.command = agent_command(interval, simulate, python)
         self._source = agent_source()
         self._stall_timeout = (
             stall_timeout if stall_timeout is not None else max(15.0, 10.0 * interval)
