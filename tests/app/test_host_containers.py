@@ -1,0 +1,142 @@
+"""The host screen's container list and the launch form, fed with recorded engine state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input
+
+from gpudesk.app.app import GpudeskApp
+from gpudesk.app.messages import ContainersUpdate, EngineStatus, GpuUpdate, HostStatus
+from gpudesk.app.modals.confirm import ConfirmModal
+from gpudesk.app.modals.launch import LaunchModal
+from gpudesk.app.screens.host import HostScreen
+from gpudesk.remote.config import Host, Inventory
+from gpudesk.remote.containers import ContainerInfo, PortBinding
+from gpudesk.remote.engine import EngineInfo
+from gpudesk.remote.flavours import Flavour
+from gpudesk.remote.fleet import Fleet
+from gpudesk.remote.gpu.sample import parse_sample
+from gpudesk.remote.ssh import ConnState, ConnStatus
+
+SIZE = (120, 40)
+HOST = "gpu-h100"
+SAMPLE = Path(__file__).parents[1] / "fixtures/gpu/simulated_h100x8_agent_stream.jsonl"
+STARTED = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+
+
+def container(
+    name: str, flavour: Flavour | None, state: str, port: int | None, **kw: Any
+) -> ContainerInfo:
+    ports = (
+        [PortBinding("127.0.0.1", port, f"{flavour.container_port}/tcp")]
+        if flavour and port
+        else []
+    )
+    return ContainerInfo(
+        id=name * 4, name=name, flavour=flavour,
+        image=kw.get("image", f"gpudesk/{flavour.value if flavour else 'x'}:3f2a9c1d"),
+        state=state, status="running" if state == "running" else "exited (0)",
+        created=STARTED, started_at=STARTED,
+        uptime=timedelta(hours=5, minutes=7) if state == "running" else None,
+        gpus=kw.get("gpus", ""), ports=ports, workspace=f"/home/alice/gpudesk/{name}",
+        labels={}, is_gpudesk=flavour is not None, user="dev",
+    )  # fmt: skip
+
+
+CONTAINERS = [
+    container("train-a", Flavour.SSH, "running", 32771, gpus="0,1"),
+    container("notebook", Flavour.JUPYTER, "running", 32772, gpus="2"),
+    container("old-exp", Flavour.SSH, "exited", None),
+    container("postgres", None, "running", None, image="postgres:16"),
+]
+
+
+def make_app() -> GpudeskApp:
+    Inventory.load().add(Host(name=HOST, hostname="10.0.0.6", user="alice"))
+    return GpudeskApp(fleet_factory=lambda cb: Fleet.build(Inventory.load(), cb), connect=False)
+
+
+async def open_host(pilot: Pilot[Any]) -> HostScreen:
+    app: GpudeskApp = pilot.app  # type: ignore[assignment]
+    app.post_message(HostStatus(ConnStatus(HOST, ConnState.CONNECTED, "", 3.2)))
+    engine = EngineInfo("24.0.7", "1.43", "Ubuntu 22.04.4 LTS", ("nvidia", "runc"), True)
+    app.post_message(EngineStatus(HOST, engine, None))
+    app.post_message(GpuUpdate(HOST, parse_sample(SAMPLE.read_text().splitlines()[0])))
+    app.post_message(ContainersUpdate(HOST, CONTAINERS, None))
+    await pilot.pause()
+    app.open_host(HOST)
+    await pilot.pause()
+    assert isinstance(app.screen, HostScreen)
+    return app.screen
+
+
+def rows(screen: HostScreen) -> list[str]:
+    return [str(k.value) for k in screen.query_one("#containers", DataTable).rows]
+
+
+async def test_gpudesk_containers_by_default_all_with_a() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_host(pilot)
+        assert rows(screen) == ["train-a", "notebook", "old-exp"]
+        assert app.models[HOST].extra["containers"] == "2/3 up"
+        await pilot.press("a")
+        assert rows(screen) == ["train-a", "notebook", "old-exp", "postgres"]
+        cells = [str(c) for c in screen.query_one("#containers", DataTable).get_row("train-a")]
+        assert cells[1:] == ["ssh", "gpudesk/ssh:3f2a9c1d", "running", "5h07m", "0,1",
+                             "127.0.0.1:32771→22/tcp"]  # fmt: skip
+
+
+async def test_launch_form_suggests_a_free_gpu_and_refuses_taken_names() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_host(pilot)
+        await pilot.press("L")
+        form = app.screen
+        assert isinstance(form, LaunchModal)
+        gpus = form.query_one("#gpus", Input).value
+        sample = app.models[HOST].gpu
+        assert sample is not None
+        free = [g.index for g in sample.gpus if g.util_gpu is not None and g.util_gpu < 10]
+        assert gpus.rstrip(",") in {str(i) for i in free}
+        form.query_one("#name", Input).value = "train-a"
+        await pilot.pause()
+        assert "already exists" in str(form.query_one("#launch-error").render())
+        form.query_one("#gpus", Input).value = "0;2"
+        form.query_one("#name", Input).value = "fresh"
+        await pilot.pause()
+        assert "not a GPU selection" in str(form.query_one("#launch-error").render())
+        await pilot.press("escape")
+        assert isinstance(app.screen, HostScreen)
+
+
+async def test_remove_asks_and_says_the_workspace_stays() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_host(pilot)
+        await pilot.press("ctrl+d")
+        assert isinstance(app.screen, ConfirmModal)
+        text = str(app.screen.query_one(".dialog-detail").render())
+        assert "/home/alice/gpudesk/train-a" in text and "stay" in text
+        assert "gpudesk-train-a" in text
+        await pilot.press("escape")
+
+
+def test_host_screen_with_containers_snapshot(snap_compare: Any) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await open_host(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_launch_form_snapshot(snap_compare: Any) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await open_host(pilot)
+        await pilot.press("J")
+        pilot.app.screen.query_one("#name", Input).value = "nb-demo"
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
