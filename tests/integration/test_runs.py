@@ -362,3 +362,83 @@ def test_full_or_read_only_workspace_is_refused_cleanly(
             with contextlib.suppress(docker.errors.NotFound):
                 docker_client.containers.get(name).remove(force=True)
         subprocess.run(["umount", str(tmp_path / "full")], check=False)
+
+
+def test_tui_submits_a_run_and_the_runs_view_follows_it_to_the_end(
+    testbed: Any, known_hosts_file: Path, torch_container: str
+) -> None:
+    import asyncio
+
+    from textual.widgets import DataTable, Input
+
+    from gpudesk.app.app import GpudeskApp
+    from gpudesk.app.messages import ContainersUpdate
+    from gpudesk.app.modals.submit_run import SubmitRunModal, Submitted
+    from gpudesk.app.screens.host import HostScreen
+    from gpudesk.app.screens.run_detail import RunDetailScreen
+    from gpudesk.app.screens.runs import RunsLoaded, RunsScreen
+
+    bed_fleet(testbed)[0].close()  # registers host `bed`
+
+    async def scenario() -> None:
+        listed = asyncio.Event()
+        submitted = asyncio.Event()
+        loads: asyncio.Queue[RunsLoaded] = asyncio.Queue()
+
+        def hook(message: object) -> None:
+            if (
+                isinstance(message, ContainersUpdate)
+                and message.host == "bed"
+                and any(i.name == torch_container for i in message.infos or [])
+            ):
+                listed.set()
+            if isinstance(message, RunsLoaded):
+                loads.put_nowait(message)
+            if isinstance(message, Submitted):
+                submitted.set()
+
+        app = GpudeskApp()
+        async with app.run_test(size=(140, 40), message_hook=hook) as pilot:
+            try:
+                await asyncio.wait_for(listed.wait(), 60)
+                app.open_host("bed")
+                await pilot.pause()
+                assert isinstance(app.screen, HostScreen)
+                table = app.screen.query_one("#containers", DataTable)
+                table.move_cursor(row=table.get_row_index(torch_container))
+                await pilot.press("R")
+                assert isinstance(app.screen, SubmitRunModal)
+                app.screen.query_one("#submit-args", Input).value = " ".join(FAST)
+                app.screen.query_one("#submit-name", Input).value = "tui-run"
+                app.screen.query_one("#submit-name", Input).focus()
+                await pilot.press("enter")
+                await asyncio.wait_for(submitted.wait(), 60)
+                await pilot.pause()
+                assert not isinstance(app.screen, SubmitRunModal), app.screen.query_one(
+                    "#submit-error"
+                ).render()
+                app.pop_screen()
+                app.open_runs()
+                await pilot.pause()
+                assert isinstance(app.screen, RunsScreen)
+                # The view polls the run folders every few seconds until the run ends.
+                deadline = asyncio.get_running_loop().time() + 240
+                while True:
+                    loaded = await asyncio.wait_for(loads.get(), 60)
+                    mine = [r for r in loaded.runs if r.name == "tui-run"]
+                    if mine and mine[0].state.value == "succeeded":
+                        break
+                    assert asyncio.get_running_loop().time() < deadline
+                await pilot.pause()
+                runs_table = app.screen.query_one(DataTable)
+                key = next(k for k in runs_table.rows if "tui-run" in str(k.value))
+                cells = [str(c) for c in runs_table.get_row(key)]
+                assert "succeeded" in cells[3] and cells[5] != "-"  # the final loss
+                runs_table.move_cursor(row=runs_table.get_row_index(key))
+                await pilot.press("enter")
+                await pilot.pause()
+                assert isinstance(app.screen, RunDetailScreen)
+            finally:
+                await app.action_quit()
+
+    asyncio.run(scenario())
