@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
-from gpudesk.remote.config import ConfigError
+from gpudesk.remote.config import ConfigError, Inventory
 from gpudesk.remote.containers import ContainerError
 from gpudesk.remote.engine import EngineError
 from gpudesk.remote.flavours import InvalidNameError
@@ -54,6 +56,17 @@ def connected_services(fleet: Fleet, names: list[str]) -> list[HostService]:
     services = [fleet.get(n) for n in names]
     with ThreadPoolExecutor(max_workers=min(16, len(services))) as pool:
         return [s for s in pool.map(attempt, services) if s is not None]
+
+
+@contextmanager
+def open_fleet(connect_timeout: float = 10.0) -> Iterator[tuple[Inventory, Fleet]]:
+    """The inventory and a fleet for one command; every connection is closed at the end."""
+    inventory = Inventory.load()
+    fleet = Fleet.build(inventory, connect_timeout=connect_timeout)
+    try:
+        yield inventory, fleet
+    finally:
+        fleet.close()
 
 
 def connected_service(fleet: Fleet, name: str) -> HostService:

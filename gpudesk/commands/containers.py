@@ -11,7 +11,13 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
-from gpudesk.commands.common import CliError, connected_service, connected_services, print_table
+from gpudesk.commands.common import (
+    CliError,
+    connected_service,
+    connected_services,
+    open_fleet,
+    print_table,
+)
 from gpudesk.remote import sshconfig
 from gpudesk.remote.config import Inventory, user_ssh_config_path
 from gpudesk.remote.containers import ContainerInfo, ContainerNotFoundError
@@ -76,9 +82,7 @@ def _find(fleet: Fleet, inventory: Inventory, name: str, host: str | None) -> De
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    inventory = Inventory.load()
-    fleet = Fleet.build(inventory)
-    try:
+    with open_fleet() as (inventory, fleet):
         service = connected_service(fleet, inventory.get(args.host).name)
         dev = DevContainers(service, inventory)
         flavour = Flavour(args.flavour)
@@ -99,8 +103,6 @@ def cmd_launch(args: argparse.Namespace) -> int:
             on_progress=None if quiet else lambda line: print(f"  {line}", file=sys.stderr),
             timeout=args.timeout,
         )
-    finally:
-        fleet.close()
     if args.json:
         out = _info_row(args.host, result.info)
         out.update(reach=asdict(reach), host_port=result.host_port, image=result.image)
@@ -120,13 +122,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_act(args: argparse.Namespace) -> int:
-    inventory = Inventory.load()
-    fleet = Fleet.build(inventory)
-    try:
+    with open_fleet() as (inventory, fleet):
         dev = _find(fleet, inventory, args.name, args.host)
         result = dev.act(args.verb, args.name)
-    finally:
-        fleet.close()
     if args.verb == "rm":
         print(f"removed {args.name}; its workspace {getattr(result, 'kept_workspace', '')} is kept")
     else:

@@ -8,7 +8,13 @@ import sys
 import threading
 from typing import Any
 
-from gpudesk.commands.common import CliError, connected_service, connected_services, print_table
+from gpudesk.commands.common import (
+    CliError,
+    connected_service,
+    connected_services,
+    open_fleet,
+    print_table,
+)
 from gpudesk.remote import logs
 from gpudesk.remote.config import Inventory
 from gpudesk.remote.fleet import Fleet, HostService
@@ -69,12 +75,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    inventory = Inventory.load()
-    fleet = Fleet.build(inventory)
-    try:
+    with open_fleet() as (inventory, fleet):
         runs = _all_runs(connected_services(fleet, _hosts(inventory, args.host)))
-    finally:
-        fleet.close()
     if args.json:
         print(json.dumps([r.to_json() for r in runs], indent=2))
     else:
@@ -85,9 +87,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     if args.lines < 0:
         raise CliError("-n must be zero or a positive number of lines.")
-    inventory = Inventory.load()
-    fleet = Fleet.build(inventory)
-    try:
+    with open_fleet() as (inventory, fleet):
         service, target = _log_target(fleet, _hosts(inventory, args.host), args.target)
 
         def on_batch(lines: list[str], total: int) -> None:
@@ -110,8 +110,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
         if follower.error:
             raise CliError(f"Following {target.title} failed: {follower.error}")
         return 0
-    finally:
-        fleet.close()
 
 
 def _log_target(fleet: Fleet, names: list[str], target: str) -> tuple[HostService, logs.LogTarget]:
@@ -130,14 +128,10 @@ def _log_target(fleet: Fleet, names: list[str], target: str) -> tuple[HostServic
 
 
 def cmd_stop_run(args: argparse.Namespace) -> int:
-    inventory = Inventory.load()
-    fleet = Fleet.build(inventory)
-    try:
+    with open_fleet() as (inventory, fleet):
         service, run = _find(fleet, _hosts(inventory, args.host), args.run)
         print(f"sending SIGTERM to {run.name}; SIGKILL after {args.grace:g} s", file=sys.stderr)
         result = stop_run(service, run, grace=args.grace)
-    finally:
-        fleet.close()
     print(result.message)
     return 0
 
