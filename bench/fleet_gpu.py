@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import importlib.util
 import os
 import platform
 import sys
@@ -43,12 +42,10 @@ TARGET_P95_MS = 250.0
 
 
 def load_testbed() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpudesk_testbed", ROOT / "scripts/testbed.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpudesk_testbed"] = module
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(ROOT))
+    from scripts import testbed
+
+    return testbed
 
 
 def start_sshds(testbed: ModuleType, count: int) -> list[tuple[Any, str]]:

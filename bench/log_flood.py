@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -45,13 +44,11 @@ with open(path, 'a', buffering=1 << 20) as f:
 
 
 def load_testbed() -> Any:
-    spec = importlib.util.spec_from_file_location("gpudesk_testbed", ROOT / "scripts/testbed.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpudesk_testbed"] = module
-    spec.loader.exec_module(module)
-    bed = module.Testbed.load()
-    return bed if bed is not None else module.up()
+    sys.path.insert(0, str(ROOT))
+    from scripts import testbed
+
+    bed = testbed.Testbed.load()
+    return bed if bed is not None else testbed.up()
 
 
 def rss_kib() -> int:

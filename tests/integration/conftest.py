@@ -6,29 +6,14 @@ skip with the reason.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_testbed() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpudesk_testbed", ROOT / "scripts/testbed.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpudesk_testbed"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-testbed_module = _load_testbed()
+from scripts import testbed as testbed_module
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
