@@ -257,6 +257,7 @@ class GpudeskApp(App[int]):
     def set_gpu_interval(self, seconds: float) -> None:
         """Restart every agent at the new interval (the agent reads it at start)."""
         self.gpu_interval = seconds
+        self.notify(f"GPU stats every {seconds:g} s")
         for name in list(self.streams):
             self.stop_gpu_stream(name)
             model = self.models.get(name)

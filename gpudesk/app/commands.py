@@ -20,6 +20,14 @@ class GpudeskCommands(Provider):
             ("quit", "Quit gpudesk", app.action_quit),
         ]
         cmds.append(("runs", "Training runs on every host", app.open_runs))
+        for seconds in (0.5, 1.0, 2.0, 5.0):
+            cmds.append(
+                (
+                    f"gpu interval {seconds:g}s",
+                    f"Sample GPUs every {seconds:g} s on every host (now {app.gpu_interval:g} s)",
+                    partial(app.set_gpu_interval, seconds),
+                )
+            )
         add = getattr(screen, "action_add_host", None)
         if add is not None:
             cmds.insert(0, ("add host", "Add a GPU host to the inventory", add))

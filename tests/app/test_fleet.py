@@ -193,3 +193,16 @@ def test_add_host_form_snapshot(snap_compare: Any) -> None:
         await pilot.press("a", *"bad name")
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+async def test_palette_changes_the_gpu_interval() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("colon")
+        await pilot.press(*"gpu interval 2")
+        await pilot.app.workers.wait_for_complete()  # the palette searches in a worker
+        await pilot.pause()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.gpu_interval == 2.0
