@@ -126,6 +126,13 @@ def start_docker() -> Docker:
     sock, pidfile = run / "docker.sock", run / "docker.pid"
     if _docker_alive(sock):
         return Docker(sock, int(pidfile.read_text()) if pidfile.exists() else 0)
+    # A daemon that died with its session (the previous run's) leaves its pid file and socket;
+    # one that hangs is stopped first.
+    stale = _read_pid(pidfile)
+    if stale and _pid_alive(stale) and "dockerd" in _cmdline(stale):
+        _kill(stale)
+    pidfile.unlink(missing_ok=True)
+    sock.unlink(missing_ok=True)
     data = CACHE_DIR / "docker-data"
     data.mkdir(parents=True, exist_ok=True)
     logf = open(run / "dockerd.log", "ab")  # noqa: SIM115 - handed to the daemon
@@ -333,6 +340,13 @@ def _kill(pid: int) -> None:
         wait_for(lambda: not _pid_alive(pid), 10, f"process {pid} to exit")
     except TestbedError:
         os.kill(pid, signal.SIGKILL)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _pid_alive(pid: int) -> bool:
