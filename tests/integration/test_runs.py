@@ -39,13 +39,14 @@ from gpudesk.remote.runs import (
     stop_run,
     submit,
 )
+from scripts import testbed as testbed_module
 
 pytestmark = pytest.mark.slow
 
 # A test-bed base image with CPU torch, built once from wheels that `pip download` put in the
 # test bed cache, so the build needs no network; the tag hashes the Dockerfile and the wheels.
 TORCH_VERSION = "2.13.0"
-WHEELS = Path.home() / ".cache" / "gpudesk-testbed" / "torch-wheels"
+WHEELS = testbed_module.CACHE_DIR / "torch-wheels"
 DOCKERFILE = f"""\
 ARG BASE
 FROM ${{BASE}}
@@ -59,12 +60,11 @@ def ensure_wheels() -> list[Path]:
     wheels = sorted(WHEELS.glob("*.whl"))
     if not any(w.name.startswith("torch-") for w in wheels):
         WHEELS.mkdir(parents=True, exist_ok=True)
+        # This machine's pip finds the CPU build of this torch for Python 3.11 (bookworm's) on
+        # disk; the same wheel installs in the Debian test base.
         subprocess.run(
             [sys.executable, "-m", "pip", "download", f"torch=={TORCH_VERSION}", "-d", str(WHEELS),
-             "--python-version", "3.11", "--only-binary=:all:",
-             "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
-             "--platform", "any", "--index-url", "https://download.pytorch.org/whl/cpu",
-             "--extra-index-url", "https://pypi.org/simple"],
+             "--only-binary=:all:"],
             check=True, capture_output=True,
         )  # fmt: skip
         wheels = sorted(WHEELS.glob("*.whl"))
