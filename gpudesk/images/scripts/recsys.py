@@ -19,7 +19,7 @@ import layers
 import torch
 import torch.nn.functional as F  # noqa: N812
 import traincore
-from textutil import PAD, DataError
+from textutil import PAD, DataError, read_lines
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
@@ -48,12 +48,7 @@ class SASRec(nn.Module):
 
 def read_histories(path: str | Path) -> list[list[str]]:
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"data file not found: {p}")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {p}: {e}") from None
+    lines = read_lines(p)
     out = []
     for n, line in enumerate(lines, 1):
         if not line.strip() or line.startswith("#"):

@@ -86,6 +86,17 @@ def pad_to(ids: list[int], length: int, pad: int = PAD) -> list[int]:
     return ids[:length] + [pad] * max(0, length - len(ids))
 
 
+def read_lines(path: str | Path) -> list[str]:
+    """A UTF-8 data file's lines; a missing or unreadable file is a :class:`DataError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file not found: {p}")
+    try:
+        return p.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {p}: {e}") from None
+
+
 def read_pairs(path: str | Path, keys: tuple[str, str]) -> list[tuple[str, str]]:
     """Read two string columns from TSV (``a<TAB>b``) or JSONL (``{keys[0]:..., keys[1]:...}``).
 
@@ -94,12 +105,7 @@ def read_pairs(path: str | Path, keys: tuple[str, str]) -> list[tuple[str, str]]
     line number on the first malformed line.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"data file not found: {p}")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {p}: {e}") from None
+    lines = read_lines(p)
     jsonl = p.suffix.lower() in (".jsonl", ".json")
     out: list[tuple[str, str]] = []
     for n, line in enumerate(lines, 1):
