@@ -77,7 +77,7 @@ def test_launch_ssh_container_from_the_tui_and_reach_it(
             assert who.stdout.strip() == "dev", who.stderr
 
             table = app.screen.query_one("#containers", DataTable)
-            for _ in range(100):  # the engine event arrives over the SSH connection
+            for _ in range(600):  # the engine event arrives over the SSH connection
                 if "tui-ssh" in [str(k.value) for k in table.rows]:
                     break
                 await pilot.pause(0.05)
@@ -89,7 +89,7 @@ def test_launch_ssh_container_from_the_tui_and_reach_it(
             assert isinstance(app.screen, ConfirmModal)
             assert "tui-ssh" in str(app.screen.query_one(".dialog-title").render())
             await pilot.click("#yes")
-            for _ in range(200):
+            for _ in range(600):
                 if "tui-ssh" not in [str(k.value) for k in table.rows]:
                     break
                 await pilot.pause(0.05)
