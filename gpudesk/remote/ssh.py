@@ -223,12 +223,13 @@ class SshConnection:
 
     # ------------------------------------------------------------------ connect
 
-    def _open_socket(self) -> socket.socket | paramiko.Channel:
+    def _open_socket(self, accept_new_host_key: bool = False) -> socket.socket | paramiko.Channel:
         dest = self.host.destination
         if self.jump is not None:
             try:
                 if not self.jump.connected:
-                    self.jump.connect_once()
+                    # The user's "accept new host key" covers the hop they asked to go through.
+                    self.jump.connect_once(accept_new_host_key)
                 return self.jump.open_tcp(self.host.hostname, self.host.port, self.connect_timeout)
             except SshError as exc:
                 raise Unreachable(
@@ -251,7 +252,7 @@ class SshConnection:
 
     def connect_once(self, accept_new_host_key: bool = False) -> None:
         """Open, verify and authenticate; raises an :class:`SshError` on failure."""
-        sock = self._open_socket()
+        sock = self._open_socket(accept_new_host_key)
         transport = paramiko.Transport(sock)
         transport.banner_timeout = self.connect_timeout
         transport.auth_timeout = self.connect_timeout

@@ -254,3 +254,22 @@ def bed_docker_version(testbed: Any) -> str:
         ["docker", "-H", testbed.docker_host, "version", "--format", "{{.Server.Version}}"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
+
+
+def test_accepting_new_keys_covers_the_jump_host_too(testbed: Any, extra_sshd: Any) -> None:
+    paths = Paths.from_env()
+    paths.home.mkdir(parents=True, exist_ok=True)
+    paths.known_hosts.write_text(testbed.ssh_known_hosts_line + "\n")  # the target only
+    jump_host = Host(name="jump", hostname="127.0.0.1", user="root", port=extra_sshd.port,
+                     identity=str(extra_sshd.client_key))  # fmt: skip
+    target = SshConnection(bed_host(testbed), paths, jump=SshConnection(jump_host, paths))
+    with pytest.raises(Unreachable, match="is not known"):
+        target.connect_once()
+    target.connect_once(accept_new_host_key=True)
+    try:
+        assert extra_sshd.host_public_key().split()[1] in paths.known_hosts.read_text()
+        assert target.exec("true").ok
+    finally:
+        target.close()
+        assert target.jump is not None
+        target.jump.close()
