@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from gpudesk.remote import sshconfig
-from gpudesk.remote.config import Host, Inventory, Paths
+from gpudesk.remote.config import Inventory, Paths
+from tests.integration.bed import bed_host
 
 pytestmark = pytest.mark.slow
 
@@ -32,10 +33,7 @@ def bed(
     """The test bed registered as host `bed`, and an operator key pair in ~/.ssh."""
     key = isolated_home / ".ssh" / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    Inventory.load().add(
-        Host(name="bed", hostname="127.0.0.1", user="root", port=testbed.ssh_port,
-             identity=testbed.ssh_client_key)
-    )  # fmt: skip
+    Inventory.load().add(bed_host(testbed))
     yield "bed"
     for container in docker_client.containers.list(all=True, filters={"name": "clitest-"}):
         container.remove(force=True)

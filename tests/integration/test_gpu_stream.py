@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from gpudesk.remote.config import Host, Inventory, Paths
+from gpudesk.remote.config import Inventory, Paths
 from gpudesk.remote.fleet import HostService
 from gpudesk.remote.gpu.sample import DriverState, GpuSample, parse_sample
 from gpudesk.remote.gpu.stream import GpuHistory, GpuStream, StreamState
 from gpudesk.remote.ssh import SshConnection
+from tests.integration.bed import bed_host
 
 pytestmark = pytest.mark.skipif(
     Path("/proc/driver/nvidia").exists(),
@@ -31,16 +32,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 Event = tuple[str, Any]  # ("sample", GpuSample) | ("state", (StreamState, detail))
-
-
-def bed_host(testbed: Any, port: int | None = None, identity: str | None = None) -> Host:
-    return Host(
-        name="bed",
-        hostname="127.0.0.1",
-        user="root",
-        port=port or testbed.ssh_port,
-        identity=identity or testbed.ssh_client_key,
-    )
 
 
 class Recorder:

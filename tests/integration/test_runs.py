@@ -25,7 +25,7 @@ import docker
 import pytest
 
 from gpudesk.remote import logs
-from gpudesk.remote.config import Host, Inventory
+from gpudesk.remote.config import Inventory
 from gpudesk.remote.containers import Containers, LaunchSpec
 from gpudesk.remote.flavours import Flavour, GpudeskLabels
 from gpudesk.remote.fleet import Fleet, HostService, connect_blocking
@@ -40,6 +40,7 @@ from gpudesk.remote.runs import (
     submit,
 )
 from scripts import testbed as testbed_module
+from tests.integration.bed import bed_host
 
 pytestmark = pytest.mark.slow
 
@@ -127,15 +128,7 @@ def torch_container(
 def bed_fleet(testbed: Any) -> tuple[Fleet, HostService]:
     inventory = Inventory.load()
     if "bed" not in inventory.names():
-        inventory.add(
-            Host(
-                name="bed",
-                hostname="127.0.0.1",
-                user="root",
-                port=testbed.ssh_port,
-                identity=testbed.ssh_client_key,
-            )
-        )
+        inventory.add(bed_host(testbed))
     fleet = Fleet.build(Inventory.load())
     service = fleet.get("bed")
     connect_blocking(service.conn)

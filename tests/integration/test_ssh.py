@@ -26,16 +26,7 @@ from gpudesk.remote.ssh import (
     SshConnection,
     Unreachable,
 )
-
-
-def bed_host(testbed: Any, port: int | None = None, identity: str | None = None) -> Host:
-    return Host(
-        name="bed",
-        hostname="127.0.0.1",
-        user="root",
-        port=port or testbed.ssh_port,
-        identity=identity or testbed.ssh_client_key,
-    )
+from tests.integration.bed import bed_host
 
 
 def gpudesk_cli(*args: str) -> subprocess.CompletedProcess[str]:

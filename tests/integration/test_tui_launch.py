@@ -16,7 +16,8 @@ from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.screens.host import HostScreen
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
-from gpudesk.remote.config import Host, Inventory
+from gpudesk.remote.config import Inventory
+from tests.integration.bed import bed_host
 
 pytestmark = pytest.mark.slow
 
@@ -26,10 +27,7 @@ def test_launch_ssh_container_from_the_tui_and_reach_it(
 ) -> None:
     key = isolated_home / ".ssh" / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    Inventory.load().add(
-        Host(name="bed", hostname="127.0.0.1", user="root", port=testbed.ssh_port,
-             identity=testbed.ssh_client_key)
-    )  # fmt: skip
+    Inventory.load().add(bed_host(testbed))
 
     async def scenario() -> None:
         listed = asyncio.Event()
