@@ -62,11 +62,29 @@ def write_flood(path: Path, n: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n), LINE])
 
 
+READY = "gpudesk-bench-ready"
+
+
+def announce_until(path: Path, seen: threading.Event) -> None:
+    """Append a marker line until the follower has shown it: then `tail -F` is reading."""
+    while not seen.is_set():
+        with path.open("a") as f:
+            f.write(READY + "\n")
+        seen.wait(0.05)
+
+
 def bench_gpudesk(service: Any, path: Path, n: int, buffer: int) -> dict[str, float]:
     done = threading.Event()
+    ready = threading.Event()
+    before = [0]
 
     def on_batch(lines: list[str], total: int) -> None:
-        if total >= n:
+        if not ready.is_set():
+            if READY in lines:
+                before[0] = total
+                ready.set()
+            return
+        if total - before[0] >= n:
             done.set()
 
     follower = logs.LogFollower(logs.file_opener(service, str(path), 0), on_batch, max_lines=buffer)
@@ -83,7 +101,7 @@ def bench_gpudesk(service: Any, path: Path, n: int, buffer: int) -> dict[str, fl
     thread.start()
     sampler.start()
     # tail -F must have opened the file before the flood starts, or it would miss lines.
-    time.sleep(1.0)
+    announce_until(path, ready)
     start = time.perf_counter()
     writer = write_flood(path, n)
     if not done.wait(300):
@@ -95,10 +113,11 @@ def bench_gpudesk(service: Any, path: Path, n: int, buffer: int) -> dict[str, fl
     held = follower.lines()
     follower.stop()
     thread.join(10)
+    flood = follower.total - before[0]
     return {
-        "lines": follower.total,
+        "lines": flood,
         "seconds": elapsed,
-        "lines_per_s": follower.total / elapsed,
+        "lines_per_s": flood / elapsed,
         "buffer_lines": len(held),
         "buffer_mib": sum(sys.getsizeof(x) for x in held) / 2**20,
         "peak_rss_delta_mib": (peak[0] - base) / 1024,
@@ -113,11 +132,20 @@ def bench_raw_ssh(bed: Any, known_hosts: Path, path: Path, n: int) -> dict[str, 
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
-    time.sleep(1.0)
+    ready = threading.Event()
+    announcer = threading.Thread(target=announce_until, args=(path, ready), daemon=True)
+    announcer.start()
+    for line in proc.stdout:
+        if line.rstrip(b"\n") == READY.encode():
+            ready.set()
+            break
+    announcer.join()
     start = time.perf_counter()
     writer = write_flood(path, n)
     count = 0
-    for _line in proc.stdout:
+    for line in proc.stdout:
+        if line.rstrip(b"\n") == READY.encode():
+            continue  # markers written before the reader caught up
         count += 1
         if count >= n:
             break
