@@ -55,6 +55,7 @@ class HostScreen(Screen[None]):
         self.host_name = name
         self.sub_title = name
         self.show_all = False
+        self._containers_shown: tuple[object, ...] | None = None
 
     @property
     def gapp(self) -> GpudeskApp:
@@ -106,7 +107,11 @@ class HostScreen(Screen[None]):
         if model.gpu is not None:
             self.query_one(GpuPanel).show(model.gpu, model.gpu_history)
             self.query_one(GpuProcessTable).show(model.gpu)
-        self.show_containers(model.containers, model.containers_error)
+        shown = (model.containers, model.containers_error, self.show_all)
+        if shown != self._containers_shown:
+            # GPU samples arrive every second; the container table changes only on engine events.
+            self._containers_shown = shown
+            self.show_containers(model.containers, model.containers_error)
 
     def visible(self, infos: list[ContainerInfo]) -> list[ContainerInfo]:
         return [i for i in infos if self.show_all or i.is_gpudesk]
