@@ -32,7 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-AGENT = Path(__file__).resolve().parents[1] / "gpudesk" / "remote" / "gpu" / "agent.py"
+AGENT = Path(__file__).resolve().parents[1] / "gpudesk" / "payload" / "gpu_agent.py"
 
 
 def load_agent() -> ModuleType:

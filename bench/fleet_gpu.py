@@ -94,8 +94,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def bare_reader(hosts: list[Any], paths: Any, gpus: int, seconds: float) -> dict[str, float]:
     """Read the same agent streams with nothing but paramiko: CPU per received line."""
-    from gpudesk.remote.gpu.stream import agent_command, agent_source
-    from gpudesk.remote.ssh import SshConnection
+    from gpudesk.core.gpu.stream import agent_command, agent_source
+    from gpudesk.core.ssh import SshConnection
 
     command, source = agent_command(1.0, gpus), agent_source()
     counts = [0] * len(hosts)
@@ -150,8 +150,8 @@ async def run_app(
     from gpudesk.app.messages import GpuUpdate
     from gpudesk.app.screens.fleet import FleetScreen
     from gpudesk.app.widgets.host_list import HostList
-    from gpudesk.remote.config import LOCALHOST, Inventory
-    from gpudesk.remote.fleet import Fleet
+    from gpudesk.core.config import LOCALHOST, Inventory
+    from gpudesk.core.fleet import Fleet
 
     def fleet_without_localhost(on_status: Any) -> Fleet:
         # Only the benchmark's SSH hosts: the built-in localhost would add a local agent
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("SSH_AUTH_SOCK", None)
     os.environ.pop("XDG_CONFIG_HOME", None)
 
-    from gpudesk.remote.config import Host, Inventory, Paths
+    from gpudesk.core.config import Host, Inventory, Paths
 
     print(f"bench: starting {args.hosts} sshd on 127.0.0.2..", file=sys.stderr, flush=True)
     sshds = start_sshds(testbed, args.hosts)

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-LM = Path(__file__).resolve().parents[1] / "gpudesk" / "images" / "scripts" / "lm.py"
+LM = Path(__file__).resolve().parents[1] / "gpudesk" / "payload" / "train" / "lm.py"
 CONFIGS = {
     "fp32-eager": ["--precision", "fp32"],
     "bf16-eager": ["--precision", "bf16"],

@@ -29,9 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gpudesk.remote import logs  # noqa: E402
-from gpudesk.remote.config import Host, Inventory  # noqa: E402
-from gpudesk.remote.fleet import Fleet, connect_blocking  # noqa: E402
+from gpudesk.core import logs  # noqa: E402
+from gpudesk.core.config import Host, Inventory  # noqa: E402
+from gpudesk.core.fleet import Fleet, connect_blocking  # noqa: E402
 
 LINE = "step {i:>8}/200000 loss 1.2345 lr 9.58e-04 gnorm 9.36 15,062 tok/s 204.0 ms/step  # {pad}"
 WRITER = r"""

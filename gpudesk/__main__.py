@@ -1,5 +1,5 @@
 import sys
 
-from gpudesk.cli import main
+from gpudesk.cli.main import main
 
 sys.exit(main())

@@ -14,7 +14,6 @@ from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
 from gpudesk import __version__
-from gpudesk.app.commands import GpudeskCommands
 from gpudesk.app.messages import (
     ContainersUpdate,
     EngineStatus,
@@ -23,17 +22,18 @@ from gpudesk.app.messages import (
     HostStatus,
     JupyterReady,
 )
+from gpudesk.app.palette import GpudeskCommands
 from gpudesk.app.screens.fleet import FleetScreen
 from gpudesk.app.screens.help import HelpScreen
-from gpudesk.remote.config import ConfigError, Host, Inventory
-from gpudesk.remote.containers import ContainerInfo
-from gpudesk.remote.devcontainers import DevContainers
-from gpudesk.remote.engine import EngineError, EngineInfo
-from gpudesk.remote.fleet import Fleet, HostService, simulated_gpus
-from gpudesk.remote.gpu.sample import GpuSample, GpuSummary, summarize
-from gpudesk.remote.gpu.stream import GpuHistory, GpuStream, StreamState
-from gpudesk.remote.ssh import ConnState, ConnStatus
-from gpudesk.remote.tunnels import Tunnel
+from gpudesk.core.config import ConfigError, Host, Inventory
+from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.devcontainers import DevContainers
+from gpudesk.core.engine import EngineError, EngineInfo
+from gpudesk.core.fleet import Fleet, HostService, simulated_gpus
+from gpudesk.core.gpu.sample import GpuSample, GpuSummary, summarize
+from gpudesk.core.gpu.stream import GpuHistory, GpuStream, StreamState
+from gpudesk.core.ssh import ConnState, ConnStatus
+from gpudesk.core.tunnels import Tunnel
 
 
 @dataclass

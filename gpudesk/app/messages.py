@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from gpudesk.remote.containers import ContainerInfo
-from gpudesk.remote.engine import EngineInfo
-from gpudesk.remote.gpu.sample import GpuSample
-from gpudesk.remote.gpu.stream import StreamState
-from gpudesk.remote.ssh import ConnStatus
+from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.engine import EngineInfo
+from gpudesk.core.gpu.sample import GpuSample
+from gpudesk.core.gpu.stream import StreamState
+from gpudesk.core.ssh import ConnStatus
 
 
 class HostStatus(Message):

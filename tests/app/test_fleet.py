@@ -18,11 +18,11 @@ from gpudesk.app.screens.fleet import FleetScreen
 from gpudesk.app.screens.help import HelpScreen
 from gpudesk.app.screens.host import HostScreen
 from gpudesk.app.widgets.host_list import HostList
-from gpudesk.remote.config import Host, Inventory
-from gpudesk.remote.engine import EngineInfo
-from gpudesk.remote.fleet import Fleet
-from gpudesk.remote.gpu.sample import parse_sample
-from gpudesk.remote.ssh import ConnState, ConnStatus
+from gpudesk.core.config import Host, Inventory
+from gpudesk.core.engine import EngineInfo
+from gpudesk.core.fleet import Fleet
+from gpudesk.core.gpu.sample import parse_sample
+from gpudesk.core.ssh import ConnState, ConnStatus
 
 SIZE = (120, 30)
 SAMPLE = Path(__file__).parents[1] / "fixtures/gpu/simulated_h100x8_agent_stream.jsonl"

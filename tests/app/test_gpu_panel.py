@@ -8,8 +8,8 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 
 from gpudesk.app.widgets.gpu_panel import GpuPanel, GpuProcessTable, GpuRow, bar, sparkline
-from gpudesk.remote.gpu.sample import DriverState, GpuSample, parse_sample
-from gpudesk.remote.gpu.stream import GpuHistory
+from gpudesk.core.gpu.sample import DriverState, GpuSample, parse_sample
+from gpudesk.core.gpu.stream import GpuHistory
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "gpu" / "simulated_h100x8_agent_stream.jsonl"
 

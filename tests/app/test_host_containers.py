@@ -14,13 +14,13 @@ from gpudesk.app.messages import ContainersUpdate, EngineStatus, GpuUpdate, Host
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.screens.host import HostScreen
-from gpudesk.remote.config import Host, Inventory
-from gpudesk.remote.containers import ContainerInfo, PortBinding
-from gpudesk.remote.engine import EngineInfo
-from gpudesk.remote.flavours import Flavour
-from gpudesk.remote.fleet import Fleet
-from gpudesk.remote.gpu.sample import parse_sample
-from gpudesk.remote.ssh import ConnState, ConnStatus
+from gpudesk.core.config import Host, Inventory
+from gpudesk.core.containers import ContainerInfo, PortBinding
+from gpudesk.core.engine import EngineInfo
+from gpudesk.core.flavours import Flavour
+from gpudesk.core.fleet import Fleet
+from gpudesk.core.gpu.sample import parse_sample
+from gpudesk.core.ssh import ConnState, ConnStatus
 
 SIZE = (120, 40)
 HOST = "gpu-h100"

@@ -16,12 +16,12 @@ from gpudesk.app.app import GpudeskApp
 from gpudesk.app.messages import EngineStatus, GpuUpdate, HostStatus
 from gpudesk.app.screens.host import HostScreen
 from gpudesk.app.widgets.gpu_panel import GpuPanel, GpuRow
-from gpudesk.remote.config import Host, Inventory
-from gpudesk.remote.engine import EngineInfo
-from gpudesk.remote.fleet import Fleet
-from gpudesk.remote.gpu.sample import GpuSample, parse_sample
-from gpudesk.remote.gpu.stream import GpuHistory
-from gpudesk.remote.ssh import ConnState, ConnStatus
+from gpudesk.core.config import Host, Inventory
+from gpudesk.core.engine import EngineInfo
+from gpudesk.core.fleet import Fleet
+from gpudesk.core.gpu.sample import GpuSample, parse_sample
+from gpudesk.core.gpu.stream import GpuHistory
+from gpudesk.core.ssh import ConnState, ConnStatus
 
 SIZE = (120, 40)
 FIXTURE = Path(__file__).parents[1] / "fixtures/gpu/simulated_h100x8_agent_stream.jsonl"

@@ -26,8 +26,8 @@ from gpudesk.app.screens.run_detail import RunDetailScreen
 from gpudesk.app.screens.runs import RunsScreen
 from gpudesk.app.widgets.log_view import LogView
 from gpudesk.app.widgets.loss_chart import braille_rows
-from gpudesk.remote.logs import LogFollower, LogTarget
-from gpudesk.remote.runs import Run, StopResult, build_run
+from gpudesk.core.logs import LogFollower, LogTarget
+from gpudesk.core.runs import Run, StopResult, build_run
 
 SIZE = (120, 34)
 FIXTURE = Path(__file__).parents[1] / "fixtures/runs/textcls-cpu"
@@ -278,7 +278,7 @@ def test_follower_thread_is_not_left_behind() -> None:
 
 async def test_submit_modal_shows_errors_then_dismisses_with_the_run_name() -> None:
     from gpudesk.app.modals.submit_run import SubmitRunModal
-    from gpudesk.remote.runs import RunError, RunSpec
+    from gpudesk.core.runs import RunError, RunSpec
 
     calls: list[RunSpec] = []
     results: list[str | None] = []

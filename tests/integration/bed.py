@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpudesk.remote.config import Host
+from gpudesk.core.config import Host
 
 
 def bed_host(

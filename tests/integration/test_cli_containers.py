@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from gpudesk.remote import sshconfig
-from gpudesk.remote.config import Inventory, Paths
+from gpudesk.core import sshconfig
+from gpudesk.core.config import Inventory, Paths
 from tests.integration.bed import bed_host
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,8 @@ from typing import Any
 import docker
 import pytest
 
-from gpudesk.remote import sshconfig
-from gpudesk.remote.containers import (
+from gpudesk.core import sshconfig
+from gpudesk.core.containers import (
     ContainerEvent,
     ContainerNotFoundError,
     Containers,
@@ -29,7 +29,7 @@ from gpudesk.remote.containers import (
     ReadyResult,
     probe_jupyter,
 )
-from gpudesk.remote.flavours import Flavour, image_tag
+from gpudesk.core.flavours import Flavour, image_tag
 
 FAILING_IMAGE = "gpudesk-test/failing-entrypoint:1"
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from gpudesk.remote.config import Inventory, Paths
-from gpudesk.remote.fleet import HostService
-from gpudesk.remote.gpu.sample import DriverState, GpuSample, parse_sample
-from gpudesk.remote.gpu.stream import GpuHistory, GpuStream, StreamState
-from gpudesk.remote.ssh import SshConnection
+from gpudesk.core.config import Inventory, Paths
+from gpudesk.core.fleet import HostService
+from gpudesk.core.gpu.sample import DriverState, GpuSample, parse_sample
+from gpudesk.core.gpu.stream import GpuHistory, GpuStream, StreamState
+from gpudesk.core.ssh import SshConnection
 from tests.integration.bed import bed_host
 
 pytestmark = pytest.mark.skipif(

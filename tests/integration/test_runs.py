@@ -24,12 +24,12 @@ from typing import Any
 import docker
 import pytest
 
-from gpudesk.remote import logs
-from gpudesk.remote.config import Inventory
-from gpudesk.remote.containers import Containers, LaunchSpec
-from gpudesk.remote.flavours import Flavour, GpudeskLabels
-from gpudesk.remote.fleet import Fleet, HostService, connect_blocking
-from gpudesk.remote.runs import (
+from gpudesk.core import logs
+from gpudesk.core.config import Inventory
+from gpudesk.core.containers import Containers, LaunchSpec
+from gpudesk.core.flavours import Flavour, GpudeskLabels
+from gpudesk.core.fleet import Fleet, HostService, connect_blocking
+from gpudesk.core.runs import (
     Run,
     RunError,
     RunSpec,
@@ -202,7 +202,7 @@ def test_textcls_run_succeeds_and_outlives_gpudesk(
     listed = {r.name: r for r in list_runs(bed)}
     assert listed["cls-ok"].state is RunState.SUCCEEDED
 
-    from gpudesk.cli import main
+    from gpudesk.cli.main import main
 
     capsys.readouterr()
     assert main(["runs", "--host", "bed", "--json"]) == 0
@@ -306,7 +306,7 @@ def test_follow_survives_truncation_and_rotation(bed: HostService, tmp_path: Pat
 def test_logs_of_a_container_and_a_run_through_the_cli(
     bed: HostService, torch_container: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gpudesk.cli import main
+    from gpudesk.cli.main import main
 
     lines = logs.read_tail(bed, logs.LogTarget.container(torch_container), 50)
     assert isinstance(lines, list)

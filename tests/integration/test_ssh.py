@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from gpudesk.remote.config import Host, Inventory, Paths
-from gpudesk.remote.engine import engine_info, ssh_client
-from gpudesk.remote.ssh import (
+from gpudesk.core.config import Host, Inventory, Paths
+from gpudesk.core.engine import engine_info, ssh_client
+from gpudesk.core.ssh import (
     AuthFailed,
     ConnState,
     ConnStatus,

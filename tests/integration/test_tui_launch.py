@@ -16,7 +16,7 @@ from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.screens.host import HostScreen
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
-from gpudesk.remote.config import Inventory
+from gpudesk.core.config import Inventory
 from tests.integration.bed import bed_host
 
 pytestmark = pytest.mark.slow

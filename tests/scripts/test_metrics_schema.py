@@ -1,4 +1,4 @@
-from gpudesk.images.scripts import metrics_schema as ms
+from gpudesk.payload.train import metrics_schema as ms
 
 COMMON = {
     "ts": 1.0,

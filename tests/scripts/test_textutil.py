@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpudesk.images.scripts import textutil as tu
+from gpudesk.payload.train import textutil as tu
 
 
 def test_bleu_matches_sacrebleu_documented_example():

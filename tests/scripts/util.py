@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpudesk.images.scripts import metrics_schema
+from gpudesk.payload.train import metrics_schema
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "gpudesk" / "images" / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "gpudesk" / "payload" / "train"
 
 # Tiny model shapes so every run takes a few seconds on 2 CPU cores.
 TINY = {

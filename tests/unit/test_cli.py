@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from gpudesk import __version__
-from gpudesk.cli import main
+from gpudesk.cli.main import main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpudesk.remote.config import (
+from gpudesk.core.config import (
     LOCALHOST,
     ConfigError,
     Host,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpudesk.remote import flavours
-from gpudesk.remote.containers import (
+from gpudesk.core import flavours
+from gpudesk.core.containers import (
     BaseImageMissingError,
     Containers,
     ImageBuildError,
@@ -22,7 +22,7 @@ from gpudesk.remote.containers import (
     info_from_attrs,
     parse_gpus,
 )
-from gpudesk.remote.flavours import (
+from gpudesk.core.flavours import (
     CONTEXT_FILES,
     LABEL_PREFIX,
     Flavour,

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpudesk.remote.gpu import agent
-from gpudesk.remote.gpu.sample import DriverState, parse_sample
-from gpudesk.remote.gpu.stream import agent_source
+from gpudesk.core.gpu.sample import DriverState, parse_sample
+from gpudesk.core.gpu.stream import agent_source
+from gpudesk.payload import gpu_agent as agent
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gpu"
 FAKE_BIN = FIXTURES / "bin"

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpudesk.remote.gpu import agent
-from gpudesk.remote.gpu.sample import (
+from gpudesk.core.gpu.sample import (
     SCHEMA_VERSION,
     DriverState,
     GpuDevice,
@@ -25,8 +24,9 @@ from gpudesk.remote.gpu.sample import (
     parse_sample,
     summarize,
 )
-from gpudesk.remote.gpu.stream import GpuHistory
-from gpudesk.remote.gpu.table import format_table
+from gpudesk.core.gpu.stream import GpuHistory
+from gpudesk.core.gpu.table import format_table
+from gpudesk.payload import gpu_agent as agent
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "gpu" / "simulated_h100x8_agent_stream.jsonl"
 GIB = 1024**3

@@ -9,9 +9,9 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from gpudesk.remote import shell
-from gpudesk.remote.gpu.sample import GpuSample
-from gpudesk.remote.gpu.stream import (
+from gpudesk.core import shell
+from gpudesk.core.gpu.sample import GpuSample
+from gpudesk.core.gpu.stream import (
     AgentExitedError,
     GpuStream,
     StreamState,

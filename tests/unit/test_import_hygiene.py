@@ -16,10 +16,10 @@ def _modules_after(code: str) -> set[str]:
 
 def test_remote_does_not_import_textual() -> None:
     mods = _modules_after(
-        "import gpudesk.remote, gpudesk.remote.fleet, gpudesk.remote.ssh, gpudesk.remote.engine, "
-        "gpudesk.remote.config, gpudesk.cli"
+        "import gpudesk.core, gpudesk.core.fleet, gpudesk.core.ssh, gpudesk.core.engine, "
+        "gpudesk.core.config, gpudesk.cli.main"
     )
-    assert "gpudesk.remote.fleet" in mods
+    assert "gpudesk.core.fleet" in mods
     assert not {m for m in mods if m == "textual" or m.startswith("textual.")}
 
 

@@ -12,9 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpudesk.images.scripts import metrics_schema
-from gpudesk.remote import logs, shell
-from gpudesk.remote.runs import (
+from gpudesk.core import logs, shell
+from gpudesk.core.runs import (
     Metrics,
     RunError,
     RunSpec,
@@ -30,6 +29,7 @@ from gpudesk.remote.runs import (
     validate_run_name,
     wrapper_script,
 )
+from gpudesk.payload.train import metrics_schema
 
 FIXTURE = Path(__file__).parents[1] / "fixtures/runs/textcls-cpu/metrics.jsonl"
 
@@ -232,7 +232,7 @@ def test_tail_command_is_quoted() -> None:
 
 
 def test_cli_passes_script_arguments_through() -> None:
-    from gpudesk.cli import build_parser
+    from gpudesk.cli.main import build_parser
 
     parser = build_parser()
     argv = ["submit", "--host", "h", "--container", "c", "textcls", "--", "--steps", "5"]

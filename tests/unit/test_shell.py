@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpudesk.remote import shell
+from gpudesk.core import shell
 
 # NUL cannot appear in an argv; every other character must survive quoting.
 words = st.text(st.characters(blacklist_characters="\x00", codec="utf-8"), max_size=40)

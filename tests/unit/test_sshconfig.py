@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpudesk.remote import sshconfig
-from gpudesk.remote.sshconfig import (
+from gpudesk.core import sshconfig
+from gpudesk.core.sshconfig import (
     ContainerEntry,
     SshConfigError,
     add_entry,

@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from gpudesk.remote.config import ConfigError, Host, Inventory, host_from_destination, validate_name
+from gpudesk.core.config import ConfigError, Host, Inventory, host_from_destination, validate_name
 
 
 class AddHostModal(ModalScreen[Host | None]):

@@ -8,8 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from gpudesk.remote.config import Host
-from gpudesk.remote.ssh import ConnStatus
+from gpudesk.core.config import Host
+from gpudesk.core.ssh import ConnStatus
 
 
 class HostKeyModal(ModalScreen[bool]):

@@ -10,9 +10,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from gpudesk.remote.containers import InvalidGpuSpecError, parse_gpus
-from gpudesk.remote.devcontainers import LaunchRequest
-from gpudesk.remote.flavours import DEFAULT_BASE_IMAGE, Flavour, InvalidNameError, validate_name
+from gpudesk.core.containers import InvalidGpuSpecError, parse_gpus
+from gpudesk.core.devcontainers import LaunchRequest
+from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, Flavour, InvalidNameError, validate_name
 
 
 class LaunchModal(ModalScreen[LaunchRequest | None]):

@@ -13,8 +13,8 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from gpudesk.remote import shell
-from gpudesk.remote.runs import BUNDLED_SCRIPTS, Run, RunError, RunSpec, submit, validate_run_name
+from gpudesk.core import shell
+from gpudesk.core.runs import BUNDLED_SCRIPTS, Run, RunError, RunSpec, submit, validate_run_name
 
 if TYPE_CHECKING:
     from gpudesk.app.app import GpudeskApp

@@ -15,7 +15,7 @@ from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
 from gpudesk.app.widgets.host_list import COLUMNS, HostList, Line, join_cells
 from gpudesk.app.widgets.host_table import host_cells
-from gpudesk.remote.ssh import ConnState
+from gpudesk.core.ssh import ConnState
 
 if TYPE_CHECKING:
     from gpudesk.app.app import GpudeskApp

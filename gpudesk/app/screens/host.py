@@ -21,12 +21,12 @@ from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
 from gpudesk.app.widgets.container_table import COLUMNS, container_cells
 from gpudesk.app.widgets.gpu_panel import GpuPanel, GpuProcessTable
-from gpudesk.remote import sshconfig
-from gpudesk.remote.config import user_ssh_config_path
-from gpudesk.remote.containers import ContainerInfo
-from gpudesk.remote.devcontainers import LaunchRequest, Reach
-from gpudesk.remote.flavours import SSH_HOST_PREFIX, Flavour
-from gpudesk.remote.gpu.sample import free_gpu_indices
+from gpudesk.core import sshconfig
+from gpudesk.core.config import user_ssh_config_path
+from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.devcontainers import LaunchRequest, Reach
+from gpudesk.core.flavours import SSH_HOST_PREFIX, Flavour
+from gpudesk.core.gpu.sample import free_gpu_indices
 
 if TYPE_CHECKING:
     from gpudesk.app.app import GpudeskApp
@@ -299,7 +299,7 @@ class HostScreen(Screen[None]):
         if info is None:
             return
         from gpudesk.app.screens.logs import LogScreen
-        from gpudesk.remote.logs import LogTarget
+        from gpudesk.core.logs import LogTarget
 
         self.app.push_screen(LogScreen(self.host_name, LogTarget.container(info.name)))
 

@@ -14,9 +14,9 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Log, Static
 
-from gpudesk.remote.containers import NoGpuRuntimeError
-from gpudesk.remote.devcontainers import LaunchRequest, Reach
-from gpudesk.remote.flavours import Flavour
+from gpudesk.core.containers import NoGpuRuntimeError
+from gpudesk.core.devcontainers import LaunchRequest, Reach
+from gpudesk.core.flavours import Flavour
 
 if TYPE_CHECKING:
     from gpudesk.app.app import GpudeskApp

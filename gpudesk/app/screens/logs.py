@@ -15,8 +15,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from gpudesk.app.widgets.log_view import LogView
-from gpudesk.remote import logs
-from gpudesk.remote.logs import LogFollower, LogTarget
+from gpudesk.core import logs
+from gpudesk.core.logs import LogFollower, LogTarget
 
 if TYPE_CHECKING:
     from gpudesk.app.app import GpudeskApp

@@ -15,9 +15,9 @@ from textual.widgets import Footer, Header, Static
 
 from gpudesk.app.screens.runs import STATE_STYLE, FleetRunSource, RunSource
 from gpudesk.app.widgets.loss_chart import LossChart
-from gpudesk.remote import shell
-from gpudesk.remote.logs import LogTarget
-from gpudesk.remote.runs import Run, format_duration, script_label
+from gpudesk.core import shell
+from gpudesk.core.logs import LogTarget
+from gpudesk.core.runs import Run, format_duration, script_label
 
 if TYPE_CHECKING:
     from gpudesk.app.app import GpudeskApp

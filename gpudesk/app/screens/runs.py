@@ -16,8 +16,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from gpudesk.app.modals.confirm import ConfirmModal
-from gpudesk.remote.logs import LogTarget
-from gpudesk.remote.runs import (
+from gpudesk.core.logs import LogTarget
+from gpudesk.core.runs import (
     Run,
     RunState,
     StopResult,
@@ -27,7 +27,7 @@ from gpudesk.remote.runs import (
     run_cells,
     stop_run,
 )
-from gpudesk.remote.ssh import ConnState
+from gpudesk.core.ssh import ConnState
 
 if TYPE_CHECKING:
     from gpudesk.app.app import GpudeskApp

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from gpudesk.remote.containers import ContainerInfo
+from gpudesk.core.containers import ContainerInfo
 
 COLUMNS: list[tuple[str, str]] = [
     ("name", "NAME"),

@@ -8,14 +8,14 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from gpudesk.remote.gpu.sample import (
+from gpudesk.core.gpu.sample import (
     DriverState,
     GpuDevice,
     GpuProcess,
     GpuSample,
     summarize,
 )
-from gpudesk.remote.gpu.stream import GpuHistory
+from gpudesk.core.gpu.stream import GpuHistory
 
 HOT_C = 80.0
 MEM_FULL_PERCENT = 90.0

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from gpudesk.remote.config import HostKind
-from gpudesk.remote.ssh import ConnState
+from gpudesk.core.config import HostKind
+from gpudesk.core.ssh import ConnState
 
 if TYPE_CHECKING:
     from gpudesk.app.app import HostModel

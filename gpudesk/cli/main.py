@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from gpudesk import __version__
-from gpudesk.commands import containers, hosts, runs, stats
-from gpudesk.commands.common import USER_ERRORS
+from gpudesk.cli import containers, hosts, runs, stats
+from gpudesk.cli.common import USER_ERRORS
 
 
 def cmd_tui(args: argparse.Namespace) -> int:

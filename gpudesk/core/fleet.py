@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import docker
 
-from gpudesk.remote.config import ConfigError, Host, HostKind, Inventory, resolve_jump
-from gpudesk.remote.engine import (
+from gpudesk.core.config import ConfigError, Host, HostKind, Inventory, resolve_jump
+from gpudesk.core.engine import (
     EngineError,
     EngineInfo,
     engine_info,
@@ -22,10 +22,10 @@ from gpudesk.remote.engine import (
     local_socket,
     ssh_client,
 )
-from gpudesk.remote.gpu.sample import GpuSample
-from gpudesk.remote.gpu.stream import GpuStream, StreamState
-from gpudesk.remote.local import LocalConnection
-from gpudesk.remote.ssh import ConnStatus, SshConnection, StatusCallback
+from gpudesk.core.gpu.sample import GpuSample
+from gpudesk.core.gpu.stream import GpuStream, StreamState
+from gpudesk.core.local import LocalConnection
+from gpudesk.core.ssh import ConnStatus, SshConnection, StatusCallback
 
 Connection = SshConnection | LocalConnection
 

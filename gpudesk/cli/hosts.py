@@ -8,11 +8,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gpudesk.commands.common import print_table
-from gpudesk.remote.config import Host, Inventory, host_from_destination
-from gpudesk.remote.engine import EngineError
-from gpudesk.remote.fleet import Fleet, HostService, connect_blocking
-from gpudesk.remote.ssh import SshError
+from gpudesk.cli.common import print_table
+from gpudesk.core.config import Host, Inventory, host_from_destination
+from gpudesk.core.engine import EngineError
+from gpudesk.core.fleet import Fleet, HostService, connect_blocking
+from gpudesk.core.ssh import SshError
 
 
 def _host_row(host: Host) -> dict[str, Any]:

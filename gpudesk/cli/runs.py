@@ -8,17 +8,17 @@ import sys
 import threading
 from typing import Any
 
-from gpudesk.commands.common import (
+from gpudesk.cli.common import (
     CliError,
     connected_service,
     connected_services,
     open_fleet,
     print_table,
 )
-from gpudesk.remote import logs
-from gpudesk.remote.config import Inventory
-from gpudesk.remote.fleet import Fleet, HostService
-from gpudesk.remote.runs import (
+from gpudesk.core import logs
+from gpudesk.core.config import Inventory
+from gpudesk.core.fleet import Fleet, HostService
+from gpudesk.core.runs import (
     RUN_COLUMNS,
     Run,
     RunError,

@@ -22,8 +22,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gpudesk.remote import shell
-from gpudesk.remote.gpu.sample import GpuSample, SampleError, parse_sample
+from gpudesk.core import shell
+from gpudesk.core.gpu.sample import GpuSample, SampleError, parse_sample
 
 OpenLines = Callable[[str, bytes], AbstractContextManager[Iterable[str]]]
 
@@ -32,7 +32,7 @@ MAX_BACKOFF_S = 20.0
 
 def agent_source() -> bytes:
     """The agent's source code, to be piped into ``python3 -u -`` on the GPU host."""
-    return importlib.resources.files("gpudesk.remote.gpu").joinpath("agent.py").read_bytes()
+    return importlib.resources.files("gpudesk.payload").joinpath("gpu_agent.py").read_bytes()
 
 
 def agent_command(

@@ -7,15 +7,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from gpudesk.remote.config import ConfigError, Inventory
-from gpudesk.remote.containers import ContainerError
-from gpudesk.remote.engine import EngineError
-from gpudesk.remote.flavours import InvalidNameError
-from gpudesk.remote.fleet import Fleet, HostService, connect_blocking
-from gpudesk.remote.logs import LogError
-from gpudesk.remote.runs import RunError
-from gpudesk.remote.ssh import SshError
-from gpudesk.remote.sshconfig import SshConfigError
+from gpudesk.core.config import ConfigError, Inventory
+from gpudesk.core.containers import ContainerError
+from gpudesk.core.engine import EngineError
+from gpudesk.core.flavours import InvalidNameError
+from gpudesk.core.fleet import Fleet, HostService, connect_blocking
+from gpudesk.core.logs import LogError
+from gpudesk.core.runs import RunError
+from gpudesk.core.ssh import SshError
+from gpudesk.core.sshconfig import SshConfigError
 
 
 class CliError(Exception):

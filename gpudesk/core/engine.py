@@ -21,8 +21,8 @@ import urllib3.connection
 import urllib3.connectionpool
 from docker.transport.basehttpadapter import BaseHTTPAdapter
 
-from gpudesk.remote.config import DEFAULT_DOCKER_SOCKET
-from gpudesk.remote.ssh import SshConnection, SshError
+from gpudesk.core.config import DEFAULT_DOCKER_SOCKET
+from gpudesk.core.ssh import SshConnection, SshError
 
 DIAL_STDIO = "docker system dial-stdio"
 POOL_SIZE = 3

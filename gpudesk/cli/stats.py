@@ -9,12 +9,12 @@ import sys
 import threading
 from typing import Any
 
-from gpudesk.commands.common import CliError, connected_services
-from gpudesk.remote.config import Inventory
-from gpudesk.remote.fleet import Fleet, simulated_gpus
-from gpudesk.remote.gpu.sample import GpuSample, dump_sample
-from gpudesk.remote.gpu.stream import GpuStream, StreamState
-from gpudesk.remote.gpu.table import format_table
+from gpudesk.cli.common import CliError, connected_services
+from gpudesk.core.config import Inventory
+from gpudesk.core.fleet import Fleet, simulated_gpus
+from gpudesk.core.gpu.sample import GpuSample, dump_sample
+from gpudesk.core.gpu.stream import GpuStream, StreamState
+from gpudesk.core.gpu.table import format_table
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

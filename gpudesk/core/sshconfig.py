@@ -27,8 +27,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gpudesk.remote.config import atomic_write
-from gpudesk.remote.flavours import SSH_HOST_PREFIX, validate_name, validate_user
+from gpudesk.core.config import atomic_write
+from gpudesk.core.flavours import SSH_HOST_PREFIX, validate_name, validate_user
 
 CONFIG_NAME = "ssh_config"
 HOSTS_NAME = "ssh_hosts"

@@ -2,7 +2,7 @@
 
 This module is the ONE place the format is defined; docs/training.md only summarises it.
 It is pure stdlib so it can be imported both inside containers (``import metrics_schema``,
-next to the scripts) and on the host (``from gpudesk.images.scripts import metrics_schema``).
+next to the scripts) and on the host (``from gpudesk.payload.train import metrics_schema``).
 
 Format
 ------

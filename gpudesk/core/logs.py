@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from gpudesk.remote import shell
+from gpudesk.core import shell
 
 DEFAULT_TAIL = 200
 DEFAULT_MAX_LINES = 10_000
@@ -261,7 +261,7 @@ def resolve(service: Any, target: LogTarget) -> LogTarget:
     """Fill in a run target's log path (on the GPU host) from its run folder."""
     if target.kind is not TargetKind.RUN or target.path:
         return target
-    from gpudesk.remote.runs import get_run
+    from gpudesk.core.runs import get_run
 
     run = get_run(service, target.name, container=target.in_container or None, detail=False)
     return LogTarget.run(run.name, run.log_path, run.container)

@@ -8,8 +8,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from gpudesk.remote.config import LOCAL_HOST, Host
-from gpudesk.remote.ssh import (
+from gpudesk.core.config import LOCAL_HOST, Host
+from gpudesk.core.ssh import (
     ConnState,
     ConnStatus,
     ExecResult,

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from gpudesk.remote import shell, sshconfig
-from gpudesk.remote.config import Host, HostKind, Inventory, Paths
-from gpudesk.remote.containers import (
+from gpudesk.core import shell, sshconfig
+from gpudesk.core.config import Host, HostKind, Inventory, Paths
+from gpudesk.core.containers import (
     ContainerError,
     ContainerInfo,
     Containers,
@@ -24,16 +24,16 @@ from gpudesk.remote.containers import (
     ReadyResult,
     Removed,
 )
-from gpudesk.remote.flavours import (
+from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
     SSH_HOST_PREFIX,
     Flavour,
     generate_token,
     validate_name,
 )
-from gpudesk.remote.fleet import HostService
-from gpudesk.remote.ssh import SshError
-from gpudesk.remote.tunnels import Tunnel
+from gpudesk.core.fleet import HostService
+from gpudesk.core.ssh import SshError
+from gpudesk.core.tunnels import Tunnel
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 PROBE_TIMEOUT = 3.0

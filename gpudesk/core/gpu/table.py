@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from gpudesk.remote.gpu.sample import DriverState, GpuSample
+from gpudesk.core.gpu.sample import DriverState, GpuSample
 
 NA = "N/A"
 _MIB = 1024 * 1024

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import paramiko
 
-from gpudesk.remote.config import Host, Paths, atomic_write
+from gpudesk.core.config import Host, Paths, atomic_write
 
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 # OpenSSH's default MaxSessions is 10; leave room for the user's own `ssh` multiplexing.
@@ -483,7 +483,7 @@ class SshConnection:
     def exec(
         self, command: str, input: bytes | None = None, timeout: float | None = 60.0
     ) -> ExecResult:
-        """Run a command built by :mod:`gpudesk.remote.shell` and collect its output."""
+        """Run a command built by :mod:`gpudesk.core.shell` and collect its output."""
         with self.session(timeout) as channel:
             channel.exec_command(command)
             errors: list[bytes] = []

@@ -32,8 +32,8 @@ import docker.errors
 import requests
 
 from gpudesk import __version__
-from gpudesk.remote import shell
-from gpudesk.remote.flavours import label
+from gpudesk.core import shell
+from gpudesk.core.flavours import label
 
 BUNDLED_SCRIPTS = ("textcls", "translate", "lm", "recsys")
 WORKSPACE = "/workspace"
@@ -359,7 +359,7 @@ def script_label(script: str) -> str:
 
 def bundled_files() -> dict[str, bytes]:
     """The training scripts and sample data gpudesk carries, by relative path."""
-    root = importlib.resources.files("gpudesk.images.scripts")
+    root = importlib.resources.files("gpudesk.payload.train")
     files: dict[str, bytes] = {}
     for entry in root.iterdir():
         if entry.is_file() and entry.name.endswith(".py") and entry.name != "__init__.py":

@@ -11,19 +11,19 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
-from gpudesk.commands.common import (
+from gpudesk.cli.common import (
     CliError,
     connected_service,
     connected_services,
     open_fleet,
     print_table,
 )
-from gpudesk.remote import sshconfig
-from gpudesk.remote.config import Inventory, user_ssh_config_path
-from gpudesk.remote.containers import ContainerInfo, ContainerNotFoundError
-from gpudesk.remote.devcontainers import DevContainers, LaunchRequest
-from gpudesk.remote.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour
-from gpudesk.remote.fleet import Fleet
+from gpudesk.core import sshconfig
+from gpudesk.core.config import Inventory, user_ssh_config_path
+from gpudesk.core.containers import ContainerInfo, ContainerNotFoundError
+from gpudesk.core.devcontainers import DevContainers, LaunchRequest
+from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour
+from gpudesk.core.fleet import Fleet
 
 
 def _info_row(host: str, info: ContainerInfo) -> dict[str, Any]:

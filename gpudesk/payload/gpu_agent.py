@@ -17,7 +17,7 @@ process; else no GPU data (``driver_state`` ``nvml_not_found``) but host stats s
 No field ever breaks a sample: every NVML call goes through :func:`nvml_call`, which turns
 any error into ``None``.  When stdout closes the agent exits quietly.
 
-The schema is parsed on the operator's side by ``gpudesk.remote.gpu.sample``; keep the two
+The schema is parsed on the operator's side by ``gpudesk.core.gpu.sample``; keep the two
 in step (``SCHEMA_VERSION``).
 """
 

@@ -29,7 +29,7 @@ import docker.errors
 import requests
 from docker.types import DeviceRequest, Mount
 
-from gpudesk.remote.flavours import (
+from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
     DEFAULT_USER,
     Flavour,

@@ -1,0 +1,1 @@
+"""The command-line interface: ``main`` parses arguments; one module per subcommand group."""
