@@ -31,8 +31,10 @@ CACHE_DIR = Path(
     os.environ.get("GPUDESK_TESTBED_CACHE", Path.home() / ".cache" / "gpudesk-testbed")
 )
 BASE_IMAGE = "gpudesk-testbase:bookworm"
-# The wheel pip finds on this kind of machine; the training-run tests install it into the base.
-TORCH_SPEC = "torch==2.13.0"
+# The CPU build of torch, for the operator-side venv (the scripts' tests) and the training-run
+# tests' container image. A bare `torch` from PyPI is the multi-GB CUDA build.
+TORCH_SPEC = "torch==2.13.0+cpu"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PACKAGES = {
     "/usr/sbin/sshd": "openssh-server",
@@ -88,6 +90,25 @@ def ensure_packages() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
+
+
+def pip_cpu_torch(python: str, verb: str, *extra: str) -> None:
+    """``pip install`` (or ``download``) the CPU build of torch.
+
+    First from the indexes pip is configured with (this project's machines keep the CPU wheel
+    on disk), else with PyTorch's CPU wheel index added.
+    """
+    cmd = [python, "-m", "pip", verb, "-q", "--disable-pip-version-check", TORCH_SPEC, *extra]
+    if subprocess.run(cmd, capture_output=True, text=True).returncode == 0:
+        return
+    log(f"{TORCH_SPEC} is not on the configured indexes; trying {TORCH_CPU_INDEX}")
+    subprocess.run([*cmd, "--extra-index-url", TORCH_CPU_INDEX], check=True)
+
+
+def cache_size() -> str:
+    """The test bed cache's size on disk, as du prints it."""
+    done = subprocess.run(["du", "-sh", str(CACHE_DIR)], capture_output=True, text=True)
+    return done.stdout.split("\t")[0] if done.returncode == 0 else "0"
 
 
 # ---------------------------------------------------------------------------------- docker
@@ -444,7 +465,7 @@ def down() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status", "torch", "cache-size"])
     args = parser.parse_args(argv)
     try:
         if args.action == "up":
@@ -454,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(asdict(bed), indent=2))
         elif args.action == "down":
             down()
+        elif args.action == "torch":
+            pip_cpu_torch(sys.executable, "install")
+        elif args.action == "cache-size":
+            print(f"{cache_size()} in {CACHE_DIR}")
         else:
             bed = Testbed.load()
             if bed is None:

@@ -41,19 +41,19 @@ from gpudesk.core.runs import (
 )
 from scripts import testbed as testbed_module
 from tests.integration.bed import bed_host
+from tests.integration.pace import SLOW_OP_S, Pace
 
 pytestmark = pytest.mark.slow
 
 # A test-bed base image with CPU torch, built once from wheels that `pip download` put in the
 # test bed cache, so the build needs no network; the tag hashes the Dockerfile and the wheels.
-TORCH_VERSION = "2.13.0"
 WHEELS = testbed_module.CACHE_DIR / "torch-wheels"
 DOCKERFILE = f"""\
 ARG BASE
 FROM ${{BASE}}
 COPY wheels/ /tmp/wheels/
 RUN python3 -m pip install --no-cache-dir --no-index --find-links /tmp/wheels \\
-        --break-system-packages torch=={TORCH_VERSION} && rm -rf /tmp/wheels
+        --break-system-packages {testbed_module.TORCH_SPEC} && rm -rf /tmp/wheels
 """
 
 
@@ -61,12 +61,10 @@ def ensure_wheels() -> list[Path]:
     wheels = sorted(WHEELS.glob("*.whl"))
     if not any(w.name.startswith("torch-") for w in wheels):
         WHEELS.mkdir(parents=True, exist_ok=True)
-        # This machine's pip finds the CPU build of this torch for Python 3.11 (bookworm's) on
-        # disk; the same wheel installs in the Debian test base.
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", f"torch=={TORCH_VERSION}", "-d", str(WHEELS),
-             "--only-binary=:all:"],
-            check=True, capture_output=True,
+        # For the Debian base's Python (bookworm: 3.11), whatever Python runs the tests.
+        testbed_module.pip_cpu_torch(
+            sys.executable, "download", "-d", str(WHEELS), "--only-binary=:all:",
+            "--python-version", "3.11",
         )  # fmt: skip
         wheels = sorted(WHEELS.glob("*.whl"))
     return wheels
@@ -142,31 +140,40 @@ def bed(testbed: Any, known_hosts_file: Path) -> Iterator[HostService]:
     fleet.close()
 
 
-def wait_for_run(
-    service: HostService, name: str, done: Callable[[Run], bool], timeout: float = 240
-) -> Run:
-    # Nothing announces a state change in a run folder, so this polls, as the runs view does.
-    deadline = time.monotonic() + timeout
+def wait_for_run(service: HostService, name: str, done: Callable[[Run], bool]) -> Run:
+    # Nothing announces a state change in a run folder, so this polls, as the runs view does;
+    # the deadline follows the run's own pace (tests/integration/pace.py).
+    pace = Pace()
     while True:
         run = get_run(service, name)
         if done(run):
             return run
-        assert time.monotonic() < deadline, f"{name} stuck in {run.state_text}: {run.log_tail}"
+        pace.saw((run.state_text, run.metrics.step, tuple(run.log_tail[-1:])))
+        assert not pace.stalled(), (
+            f"{name} stuck in {run.state_text}, {pace.describe()}: {run.log_tail}"
+        )
         time.sleep(0.5)
 
 
-def follow_until(service: HostService, name: str, needle: str, timeout: float = 240) -> list[str]:
+def follow_until(service: HostService, name: str, needle: str) -> list[str]:
     seen = threading.Event()
+    total = [0]
 
-    def on_batch(lines: list[str], total: int) -> None:
+    def on_batch(lines: list[str], count: int) -> None:
+        total[0] = count
         if any(needle in line for line in lines):
             seen.set()
 
     follower = logs.follower(service, logs.LogTarget.run(name), on_batch, tail=1000)
     thread = threading.Thread(target=follower.run, daemon=True)
     thread.start()
+    pace = Pace()
     try:
-        assert seen.wait(timeout), f"{needle!r} never appeared in {name}'s log"
+        while not seen.wait(1.0):  # wakes at once when the line arrives
+            pace.saw(total[0])
+            assert not pace.stalled(), (
+                f"{needle!r} never appeared in {name}'s log: {pace.describe()}"
+            )
     finally:
         follower.stop()
         thread.join(10)
@@ -393,7 +400,7 @@ def test_tui_submits_a_run_and_the_runs_view_follows_it_to_the_end(
         app = GpudeskApp()
         async with app.run_test(size=(140, 40), message_hook=hook) as pilot:
             try:
-                await asyncio.wait_for(listed.wait(), 60)
+                await asyncio.wait_for(listed.wait(), SLOW_OP_S)
                 app.open_host("bed")
                 await pilot.pause()
                 assert isinstance(app.screen, HostScreen)
@@ -405,7 +412,7 @@ def test_tui_submits_a_run_and_the_runs_view_follows_it_to_the_end(
                 app.screen.query_one("#submit-name", Input).value = "tui-run"
                 app.screen.query_one("#submit-name", Input).focus()
                 await pilot.press("enter")
-                await asyncio.wait_for(submitted.wait(), 60)
+                await asyncio.wait_for(submitted.wait(), SLOW_OP_S)
                 await pilot.pause()
                 assert not isinstance(app.screen, SubmitRunModal), app.screen.query_one(
                     "#submit-error"
@@ -414,14 +421,17 @@ def test_tui_submits_a_run_and_the_runs_view_follows_it_to_the_end(
                 app.open_runs()
                 await pilot.pause()
                 assert isinstance(app.screen, RunsScreen)
-                # The view polls the run folders every few seconds until the run ends.
-                deadline = asyncio.get_running_loop().time() + 240
+                # The view polls the run folders every few seconds until the run ends; the
+                # deadline follows the run's pace.
+                pace = Pace()
                 while True:
-                    loaded = await asyncio.wait_for(loads.get(), 60)
+                    loaded = await asyncio.wait_for(loads.get(), pace.allowance())
                     mine = [r for r in loaded.runs if r.name == "tui-run"]
                     if mine and mine[0].state.value == "succeeded":
                         break
-                    assert asyncio.get_running_loop().time() < deadline
+                    if mine:
+                        pace.saw((mine[0].state, mine[0].metrics.step))
+                    assert not pace.stalled(), pace.describe()
                 await pilot.pause()
                 runs_table = app.screen.query_one(DataTable)
                 key = next(k for k in runs_table.rows if "tui-run" in str(k.value))

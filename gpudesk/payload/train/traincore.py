@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import metrics_schema
+import precision as precision_choice
 import torch
 import torch.distributed as dist
 from textutil import DataError
@@ -229,7 +229,12 @@ def build_parser(task: Task) -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float, default=0.01)
     g.add_argument("--clip", type=float, default=1.0, help="gradient clipping (0: off)")
     g.add_argument("--dropout", type=float, default=0.1)
-    g.add_argument("--precision", choices=metrics_schema.PRECISIONS, default="bf16")
+    g.add_argument(
+        "--precision",
+        choices=precision_choice.CHOICES,
+        default=precision_choice.AUTO,
+        help="auto: bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 on CPU",
+    )
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--seed", type=int, default=1337)
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -342,7 +347,9 @@ class Trainer:
         self.stop_requested = False
         self.metrics = Metrics(None, {})
         self.step = self._first_step = 0
-        self.precision = args.precision
+        # Replaced by what setup_device chooses; until then (an error before it) a concrete
+        # value keeps every metrics line within metrics_schema.PRECISIONS.
+        self.precision = "fp32" if args.precision == precision_choice.AUTO else args.precision
         self.compiled = bool(args.compile)
 
     # ----------------------------------------------------------------- setup
@@ -370,11 +377,18 @@ class Trainer:
         cuda = self.device.type == "cuda"
         if cuda:
             torch.set_float32_matmul_precision("high")  # TF32 matmuls (cuDNN: on by default)
-            if a.precision == "bf16" and not torch.cuda.is_bf16_supported():
-                raise UserError("this GPU does not support bf16; use --precision fp16")
-        if a.precision == "fp16" and not cuda:
-            self.log("note: fp16 autocast is not supported on CPU here; falling back to fp32")
-            self.precision = "fp32"
+        try:
+            choice = precision_choice.choose(
+                a.precision,
+                self.device.type,
+                bf16_native=cuda and torch.cuda.is_bf16_supported(including_emulation=False),
+                bf16_any=cuda and torch.cuda.is_bf16_supported(),
+            )
+        except precision_choice.PrecisionError as exc:
+            raise UserError(str(exc)) from None
+        self.precision = choice.precision
+        if choice.note:
+            self.log(choice.note)
         self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
             self.precision
         ]
