@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 
 from gpudesk.core.config import LOCAL_HOST, Host
 from gpudesk.core.ssh import (
+    CHUNK_BYTES,
     ConnState,
     ConnStatus,
     ExecResult,
@@ -69,7 +71,7 @@ class LocalConnection:
             if stdin:
                 proc.stdin.write(stdin)
             proc.stdin.close()
-            yield LineStream(stdout, proc.kill)
+            yield LineStream(stdout, proc.kill, lambda: os.read(stdout.fileno(), CHUNK_BYTES))
         finally:
             proc.terminate()
             try:

@@ -2,9 +2,10 @@
 
 A followed file is read by ``tail -n N -F`` on the GPU host through one exec channel of the
 host's connection (``-F`` follows truncation and rotation and never reads the whole file); a
-container's output comes from the Docker API's log stream with ``tail=N``. Lines land in a ring
-buffer (:class:`collections.deque` with ``maxlen``), so memory stays bounded whatever the log's
-size; a counter keeps the total number of lines seen.
+container's output comes from the Docker API's log stream with ``tail=N``. The stream is read in
+large chunks and split into lines in bulk, as bytes; lines are decoded only when read. They land
+in a ring buffer bounded in lines and in bytes (and single lines are cut at 64 KiB, saying so),
+so memory stays bounded whatever the log holds; a counter keeps the total number of lines seen.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from gpudesk.core import shell
 
 DEFAULT_TAIL = 200
 DEFAULT_MAX_LINES = 10_000
+DEFAULT_MAX_BYTES = 16 * 2**20  # a follower's buffer, whatever its lines' lengths
+MAX_LINE_BYTES = 64 * 1024  # longer lines are cut, with a note saying so
 FLUSH_INTERVAL = 0.05
 FLUSH_LINES = 2_000
 
@@ -71,44 +74,153 @@ def tail_command(path: str, lines: int, follow: bool = True) -> str:
     return shell.command([*argv, "--", path])
 
 
-class LineBuffer:
-    """The last ``maxlen`` lines and how many were ever added; safe to share between threads."""
+def decode_lines(raw: list[bytes]) -> list[str]:
+    """Raw lines to text in one pass (one decode for the batch, not one per line)."""
+    if not raw:
+        return []
+    text = b"\n".join(raw).decode("utf-8", "replace")
+    return text.replace("\r\n", "\n").split("\n")
 
-    def __init__(self, maxlen: int = DEFAULT_MAX_LINES) -> None:
-        self.lines: deque[str] = deque(maxlen=maxlen)
+
+class LineSplitter:
+    """Byte chunks in, complete lines out, split in bulk; partial lines wait for the rest.
+
+    A line longer than ``max_line`` bytes (a progress bar redrawn with ``\\r`` for hours, a
+    binary dumped to stdout) is kept as its first ``max_line`` bytes plus a note saying it was
+    cut there; the rest of it is skipped as it arrives, so memory stays bounded.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
+        self.max_line = max_line
+        self.cut_note = f" [... line cut at {max_line:,} bytes]".encode()
+        self._partial = b""
+        self._skipping = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if self._skipping:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                return []
+            chunk = chunk[newline + 1 :]
+            self._skipping = False
+        data = self._partial + chunk if self._partial else chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        if len(data) > self.max_line and max(map(len, lines), default=0) > self.max_line:
+            lines = [self._cut(line) for line in lines]
+        if len(self._partial) > self.max_line:
+            lines.append(self._cut(self._partial))
+            self._partial = b""
+            self._skipping = True
+        return lines
+
+    def end(self) -> list[bytes]:
+        """The last line, if the stream ended without a newline."""
+        rest, self._partial = self._partial, b""
+        return [self._cut(rest)] if rest else []
+
+    def _cut(self, line: bytes) -> bytes:
+        return line if len(line) <= self.max_line else line[: self.max_line] + self.cut_note
+
+
+class LineBuffer:
+    """The last lines, at most ``maxlen`` of them and ``max_bytes`` in all (the newest line
+    always stays), and how many were ever added; kept as bytes, in the batches they arrived
+    in, and decoded when read. Safe to share between threads."""
+
+    def __init__(self, maxlen: int = DEFAULT_MAX_LINES, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        # Whole batches, so that a flood is evicted a batch at a time, not line by line.
+        self._batches: deque[tuple[list[bytes], int]] = deque()
+        self._maxlen = max(1, maxlen)
+        self.max_bytes = max_bytes
+        self._count = 0
+        self.bytes = 0
         self.total = 0
         self.lock = threading.Lock()
 
     @property
     def maxlen(self) -> int:
-        return self.lines.maxlen or 0
+        return self._maxlen
+
+    def __len__(self) -> int:
+        return self._count
+
+    def extend_raw(self, batch: list[bytes]) -> None:
+        if not batch:
+            return
+        with self.lock:
+            self.total += len(batch)
+            if len(batch) >= self._maxlen:  # a flood: only its tail can stay
+                batch = batch[-self._maxlen :]
+                self._batches.clear()
+                self._count = self.bytes = 0
+            size = sum(map(len, batch))
+            self._batches.append((batch, size))
+            self._count += len(batch)
+            self.bytes += size
+            self._evict()
+
+    def _over(self, lines: int, size: int) -> bool:
+        return lines > self._maxlen or (size > self.max_bytes and lines > 1)
+
+    def _evict(self) -> None:
+        batches = self._batches
+        while self._over(self._count, self.bytes):
+            old, old_size = batches[0]
+            if len(batches) > 1 and (
+                self._count - len(old) >= self._maxlen or self.bytes - old_size > self.max_bytes
+            ):  # all of the oldest batch must go
+                batches.popleft()
+                self._count -= len(old)
+                self.bytes -= old_size
+                continue
+            cut = dropped = 0
+            while cut < len(old) and self._over(self._count - cut, self.bytes - dropped):
+                dropped += len(old[cut])
+                cut += 1
+            self._count -= cut
+            self.bytes -= dropped
+            if cut == len(old):
+                batches.popleft()
+            else:
+                batches[0] = (old[cut:], old_size - dropped)
+
+    def _raw(self) -> list[bytes]:
+        return [line for batch, _ in self._batches for line in batch]
 
     def extend(self, lines: Iterable[str]) -> None:
-        batch = list(lines)
-        with self.lock:
-            self.lines.extend(batch)
-            self.total += len(batch)
+        self.extend_raw([line.encode("utf-8", "replace") for line in lines])
 
     def add(self, line: str) -> None:
-        with self.lock:
-            self.lines.append(line)
-            self.total += 1
+        self.extend((line,))
 
     def snapshot(self) -> list[str]:
         with self.lock:
-            return list(self.lines)
+            raw = self._raw()
+        return decode_lines(raw)
+
+    def take(self) -> list[str]:
+        """The lines held, emptied out (for handing on what arrived since the last take)."""
+        with self.lock:
+            raw = self._raw()
+            self._batches.clear()
+            self._count = self.bytes = 0
+        return decode_lines(raw)
 
     def clear(self) -> None:
         with self.lock:
-            self.lines.clear()
+            self._batches.clear()
+            self._count = self.bytes = 0
 
 
 class LogFollower:
     """Follows one stream into a :class:`LineBuffer`; ``run()`` blocks, ``stop()`` ends it.
 
-    ``open_stream`` returns a context manager yielding an iterable of lines with ``close()``
-    (as ``conn.open_lines`` does). ``on_batch`` is called, from a helper thread, with the lines
-    that arrived since the previous call (at most the buffer's size) and the running total.
+    ``open_stream`` returns a context manager yielding the stream: one with ``chunks()`` (raw
+    bytes, as ``conn.open_lines`` gives) is split into lines in bulk, any other iterable is
+    taken as lines of text; either has ``close()``. ``on_batch`` is called, from a helper
+    thread, with the lines that arrived since the previous call (at most the buffer's size)
+    and the running total.
     """
 
     def __init__(
@@ -117,14 +229,14 @@ class LogFollower:
         on_batch: BatchCallback | None = None,
         *,
         max_lines: int = DEFAULT_MAX_LINES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
         self.open_stream = open_stream
         self.on_batch = on_batch
-        self.buffer = LineBuffer(max_lines)
+        self.buffer = LineBuffer(max_lines, max_bytes)
         self.flush_interval = flush_interval
-        self._pending: deque[str] = deque(maxlen=max_lines)
-        self._pending_lock = threading.Lock()
+        self._pending = LineBuffer(max_lines, max_bytes)
         self._stop = threading.Event()
         self._stream: Any = None
         self._stream_lock = threading.Lock()
@@ -164,28 +276,36 @@ class LogFollower:
             flusher.join(timeout=2)
             self._flush()
 
-    def _consume(self, stream: Iterable[str]) -> None:
-        buffer, pending = self.buffer, self._pending
-        for line in stream:
+    def _consume(self, stream: Any) -> None:
+        if not callable(getattr(stream, "chunks", None)):
+            for line in stream:
+                if self._stop.is_set():
+                    return
+                self._add([line.encode("utf-8", "replace")])
+            return
+        splitter = LineSplitter()
+        for chunk in stream.chunks():
             if self._stop.is_set():
                 return
-            with buffer.lock:
-                buffer.lines.append(line)
-                buffer.total += 1
-            with self._pending_lock:
-                pending.append(line)
+            lines = splitter.feed(chunk)
+            if lines:
+                self._add(lines)
+        self._add(splitter.end())
+
+    def _add(self, lines: list[bytes]) -> None:
+        if lines:
+            self.buffer.extend_raw(lines)
+            self._pending.extend_raw(lines)
 
     def _flush_loop(self) -> None:
         while not self.ended.wait(self.flush_interval):
             self._flush()
 
     def _flush(self) -> None:
-        with self._pending_lock:
-            if not self._pending:
-                return
-            batch = list(self._pending)
-            self._pending.clear()
-        if self.on_batch is not None:
+        if not len(self._pending):
+            return
+        batch = self._pending.take()
+        if batch and self.on_batch is not None:
             self.on_batch(batch, self.buffer.total)
 
     def stop(self) -> None:
@@ -202,10 +322,14 @@ class LogFollower:
 
 
 class _DockerLines:
-    """Docker's log stream as lines, with ``close()``."""
+    """Docker's log stream as lines (or raw ``chunks()``), with ``close()``."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+
+    def chunks(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            yield chunk if isinstance(chunk, bytes) else str(chunk).encode()
 
     def __iter__(self) -> Iterator[str]:
         partial = b""

@@ -24,6 +24,9 @@ from gpudesk.core.config import Host, Paths, atomic_write
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 # OpenSSH's default MaxSessions is 10; leave room for the user's own `ssh` multiplexing.
 MAX_SESSION_CHANNELS = 8
+# One read of a streamed command's stdout: large enough that a log flood is split into lines in
+# bulk, and a read returns whatever has arrived, so a slow stream is not held back.
+CHUNK_BYTES = 256 * 1024
 
 
 class ConnState(Enum):
@@ -162,15 +165,32 @@ StatusCallback = Callable[[ConnStatus], None]
 
 
 class LineStream:
-    """Decoded lines of a command's stdout; ``close()`` from any thread ends the iteration."""
+    """Decoded lines of a command's stdout; ``close()`` from any thread ends the iteration.
 
-    def __init__(self, raw: Iterable[bytes], closer: Callable[[], object]) -> None:
+    ``chunks()`` gives the same stdout as raw byte chunks of whatever size has arrived (one
+    channel read each), for readers that split lines in bulk; use one way or the other.
+    """
+
+    def __init__(
+        self,
+        raw: Iterable[bytes],
+        closer: Callable[[], object],
+        read_chunk: Callable[[], bytes] | None = None,
+    ) -> None:
         self._raw = raw
         self._closer = closer
+        self._read_chunk = read_chunk
 
     def __iter__(self) -> Iterator[str]:
         for line in self._raw:
             yield line.decode("utf-8", "replace").rstrip("\r\n")
+
+    def chunks(self) -> Iterator[bytes]:
+        if self._read_chunk is None:
+            yield from self._raw
+            return
+        while chunk := self._read_chunk():
+            yield chunk
 
     def close(self) -> None:
         self._closer()
@@ -510,7 +530,9 @@ class SshConnection:
             if stdin:
                 channel.sendall(stdin)
             channel.shutdown_write()
-            yield LineStream(channel.makefile("rb"), channel.close)
+            yield LineStream(
+                channel.makefile("rb"), channel.close, lambda: channel.recv(CHUNK_BYTES)
+            )
 
     def open_tcp(self, host: str, port: int, timeout: float | None = None) -> paramiko.Channel:
         """A ``direct-tcpip`` channel to ``host:port`` as seen from this host."""
