@@ -5,6 +5,7 @@ The TUI and the CLI both go through :class:`Fleet`; nothing here knows about Tex
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -101,7 +102,10 @@ class HostService:
         with self._lock:
             client, self._docker = self._docker, None
         if client is not None:
-            client.close()
+            # Its channels may already be gone with the connection (a lost jump host); closing
+            # is best effort and must not stop the rest of a shutdown.
+            with contextlib.suppress(Exception):
+                client.close()
 
     def close(self) -> None:
         self.reset_docker()
@@ -145,7 +149,12 @@ class Fleet:
             service.close()
 
     def close(self) -> None:
-        for service in self.services.values():
+        # Hosts reached through a jump host first: closing the jump's transport under them
+        # would leave their channels to fail mid-close.
+        services = sorted(
+            self.services.values(), key=lambda s: getattr(s.conn, "jump", None) is None
+        )
+        for service in services:
             service.close()
 
 
@@ -175,4 +184,4 @@ def connect_blocking(conn: Connection, accept_new_host_key: bool = False) -> Non
     """Connect once, jump host first; for the CLI. Raises :class:`SshError`."""
     if isinstance(conn, LocalConnection):
         return
-    conn.connect_once(accept_new_host_key=accept_new_host_key)
+    conn.ensure_connected(accept_new_host_key=accept_new_host_key)

@@ -223,6 +223,10 @@ class SshConnection:
         self.known_name = known_hosts_name(host.hostname, host.port)
         self._transport: paramiko.Transport | None = None
         self._lock = threading.Lock()
+        # Held while connecting: this host's supervisor, a CLI command and the hosts that use it
+        # as their jump may all ask at once, and a second transport would replace (and kill)
+        # the first along with every channel riding on it.
+        self._connecting = threading.Lock()
         self._sessions = threading.BoundedSemaphore(MAX_SESSION_CHANNELS)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -247,9 +251,8 @@ class SshConnection:
         dest = self.host.destination
         if self.jump is not None:
             try:
-                if not self.jump.connected:
-                    # The user's "accept new host key" covers the hop they asked to go through.
-                    self.jump.connect_once(accept_new_host_key)
+                # The user's "accept new host key" covers the hop they asked to go through.
+                self.jump.ensure_connected(accept_new_host_key)
                 return self.jump.open_tcp(self.host.hostname, self.host.port, self.connect_timeout)
             except SshError as exc:
                 raise Unreachable(
@@ -269,6 +272,16 @@ class SshConnection:
             raise Unreachable(
                 f"Cannot reach {dest}: {reason}; check the address and that sshd runs there."
             ) from exc
+        except UnicodeError as exc:  # the IDNA codec refuses the name (a label over 63 chars)
+            raise Unreachable(
+                f"{self.host.hostname!r} is not a valid host name ({exc}); fix the address."
+            ) from exc
+
+    def ensure_connected(self, accept_new_host_key: bool = False) -> None:
+        """Connect unless already connected; one caller at a time. Raises :class:`SshError`."""
+        with self._connecting:
+            if not self.connected:
+                self.connect_once(accept_new_host_key)
 
     def connect_once(self, accept_new_host_key: bool = False) -> None:
         """Open, verify and authenticate; raises an :class:`SshError` on failure."""
@@ -392,7 +405,7 @@ class SshConnection:
                 ConnState.CONNECTING if attempt == 0 else self.status.state, self.status.message
             )
             try:
-                self.connect_once()
+                self.ensure_connected()
             except (HostKeyUnknown, HostKeyChanged) as exc:
                 self._set(
                     exc.state,
@@ -408,7 +421,9 @@ class SshConnection:
                 self._wait_for_user()
                 attempt = 0
                 continue
-            except SshError as exc:
+            except Exception as exc:
+                if not isinstance(exc, SshError):
+                    exc = Unreachable(f"Connecting to {self.host.destination} failed: {exc!r}.")
                 attempt += 1
                 delay = min(2.0 ** (attempt - 1), self.max_backoff)
                 state = ConnState.DISCONNECTED_RETRYING if ever_connected else ConnState.UNREACHABLE

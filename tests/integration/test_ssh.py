@@ -264,3 +264,55 @@ def test_accepting_new_keys_covers_the_jump_host_too(testbed: Any, extra_sshd: A
         target.close()
         assert target.jump is not None
         target.jump.close()
+
+
+def test_a_host_behind_a_jump_host_checks_lists_and_closes_cleanly(
+    testbed: Any, known_hosts_file: Path
+) -> None:
+    """The jump host is in the inventory too: connected in parallel with the host behind it,
+    one transport serves both, and closing the fleet never trips over the shared hop."""
+    from gpudesk.core.fleet import Fleet
+
+    inventory = Inventory.load()
+    inventory.add(bed_host(testbed))
+    inventory.add(
+        Host(name="behind", hostname="127.0.0.1", user="root", port=testbed.ssh_port,
+             identity=testbed.ssh_client_key, jump="bed")
+    )  # fmt: skip
+    for attempt in range(3):  # the race was between parallel connects: try it more than once
+        check = gpudesk_cli("hosts", "check", "--json")
+        assert check.returncode == 0 or "localhost" in check.stdout, check.stderr
+        rows = {r["name"]: r for r in json.loads(check.stdout)}
+        assert rows["bed"]["state"] == "connected", (attempt, rows)
+        assert rows["behind"]["state"] == "connected", (attempt, rows)
+        assert rows["behind"]["docker"], rows
+        assert "unexpected error" not in check.stderr and "Traceback" not in check.stderr
+    listed = gpudesk_cli("ps", "--host", "behind")
+    assert listed.returncode == 0, listed.stderr
+    assert "unexpected error" not in listed.stderr
+
+    fleet = Fleet.build(Inventory.load())
+    behind, bed = fleet.get("behind"), fleet.get("bed")
+    assert getattr(behind.conn, "jump", None) is bed.conn  # one connection to the jump host
+    behind.conn.ensure_connected()
+    behind.docker().ping()
+    fleet.close()  # must not raise, whatever the order the hosts were added in
+    assert not behind.conn.connected and not bed.conn.connected
+
+
+def test_an_over_long_host_label_ends_in_a_state_with_a_reason(known_hosts_file: Path) -> None:
+    """A DNS label over 63 characters made the IDNA codec raise outside the caught errors,
+    and the TUI showed the host as connecting forever."""
+    host = Host(name="long", hostname="a" * 64 + ".example", user="root", port=22)
+    with pytest.raises(Unreachable, match="not a valid host name"):
+        SshConnection(host, Paths.from_env()).connect_once()
+    events: queue.Queue[ConnStatus] = queue.Queue()
+    conn = SshConnection(host, Paths.from_env(), on_status=events.put, max_backoff=1.0)
+    supervisor = threading.Thread(target=conn.run, daemon=True)
+    supervisor.start()
+    try:
+        status = wait_state(events, ConnState.UNREACHABLE)
+        assert "not a valid host name" in status.message
+    finally:
+        conn.close()
+        supervisor.join(timeout=10)
