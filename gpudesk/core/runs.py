@@ -479,12 +479,13 @@ def check_script_args(
     if code == 0:
         return
     lines = [line.strip() for line in out.splitlines() if line.strip()]
+    last = lines[-1][:300] if lines else f"exit status {code}"
+    label = script_label(spec.script)
+    if code != 2:  # not argparse's (nor traincore's bad-input) status: the script cannot start
+        raise RunError(f"{label} cannot start in {container.name} ({last}); nothing was started.")
     # argparse ends with "<prog>: error: <what>"; traincore's own checks with "error: <what>".
-    reason = (lines[-1] if lines else f"exit status {code}").split("error: ", 1)[-1]
-    raise RunError(
-        f"{script_label(spec.script)} does not accept these arguments ({reason[:300]});"
-        " nothing was started."
-    )
+    reason = last.split("error: ", 1)[-1]
+    raise RunError(f"{label} does not accept these arguments ({reason}); nothing was started.")
 
 
 _PYTHON_PROBE = (
