@@ -76,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _drop_stdout()
         return EXIT_BROKEN_PIPE
     except SystemExit:
-        # argparse's --help, --version and usage errors: their output may meet a closed pipe too
-        # (argparse swallows the write error; the flush at exit would not).
+        # argparse's --help, --version and usage errors: their output may meet a closed pipe
+        # too; flushing here, not in the interpreter's exit, keeps that quiet.
         try:
             sys.stdout.flush()
         except BrokenPipeError:
