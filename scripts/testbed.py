@@ -41,6 +41,9 @@ PACKAGES = {
     "/usr/sbin/dockerd": "docker.io",
     "/usr/sbin/debootstrap": "debootstrap",
     "/usr/bin/ssh": "openssh-client",
+    # The shells whose completion scripts tests/unit/test_completion.py runs (bash is there).
+    "/usr/bin/zsh": "zsh",
+    "/usr/bin/fish": "fish",
 }
 BASE_DEBS = (
     "python3,python3-venv,python3-pip,openssh-server,ca-certificates,procps,sudo,iproute2,curl"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 from gpudesk.core.config import ConfigError, Inventory
 from gpudesk.core.containers import ContainerError
@@ -42,14 +44,35 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def connected_services(fleet: Fleet, names: list[str]) -> list[HostService]:
+def print_json(document: dict[str, Any]) -> None:
+    """One ``--json`` document, stamped with the contract version (see docs/json.md)."""
+    from gpudesk.cli.json_schema import SCHEMA_VERSION
+
+    print(json.dumps({"schema": SCHEMA_VERSION, **document}, indent=2))
+
+
+# A host that could not answer, as the --json ``errors`` entries carry it.
+HostFailure = dict[str, str]
+
+
+def report_failure(failures: list[HostFailure] | None, host: str, exc: BaseException) -> None:
+    """One line on stderr, and an ``errors`` entry when the caller collects them."""
+    message = str(exc) or type(exc).__name__
+    print(f"gpudesk: {host}: {message}", file=sys.stderr)
+    if failures is not None:
+        failures.append({"host": host, "error": message})
+
+
+def connected_services(
+    fleet: Fleet, names: list[str], failures: list[HostFailure] | None = None
+) -> list[HostService]:
     """Connect to each named host in parallel; report the ones that fail on stderr."""
 
     def attempt(service: HostService) -> HostService | None:
         try:
             connect_blocking(service.conn)
         except SshError as exc:
-            print(f"gpudesk: {service.host.name}: {exc}", file=sys.stderr)
+            report_failure(failures, service.host.name, exc)
             return None
         return service
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -11,12 +10,16 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
+from gpudesk.cli import completion
 from gpudesk.cli.common import (
     CliError,
+    HostFailure,
     connected_service,
     connected_services,
     open_fleet,
+    print_json,
     print_table,
+    report_failure,
 )
 from gpudesk.core import sshconfig
 from gpudesk.core.config import Inventory, user_ssh_config_path
@@ -27,13 +30,25 @@ from gpudesk.core.fleet import Fleet
 
 
 def _info_row(host: str, info: ContainerInfo) -> dict[str, Any]:
-    row = asdict(info)
-    row["host"] = host
-    row["flavour"] = info.flavour.value if info.flavour else None
-    for key in ("created", "started_at"):
-        row[key] = row[key].isoformat() if row.get(key) else None
-    row["uptime"] = info.uptime.total_seconds() if info.uptime else None
-    return row
+    """A container as docs/json.md's Container: epoch times, null rather than ""."""
+    return {
+        "host": host,
+        "id": info.id,
+        "name": info.name,
+        "flavour": info.flavour.value if info.flavour else None,
+        "image": info.image,
+        "state": info.state,
+        "status": info.status,
+        "created": info.created.timestamp() if info.created else None,
+        "started_at": info.started_at.timestamp() if info.started_at else None,
+        "uptime_s": info.uptime.total_seconds() if info.uptime is not None else None,
+        "gpus": info.gpus or None,
+        "ports": [asdict(p) for p in info.ports],
+        "workspace": info.workspace or None,
+        "labels": dict(info.labels),
+        "is_gpudesk": info.is_gpudesk,
+        "user": info.user or None,
+    }
 
 
 def _ports_text(info: ContainerInfo) -> str:
@@ -45,26 +60,30 @@ def cmd_ps(args: argparse.Namespace) -> int:
     names = [inventory.get(args.host).name] if args.host else inventory.names()
     fleet = Fleet.build(inventory)
     rows: list[tuple[str, ContainerInfo]] = []
+    failures: list[HostFailure] = []
     try:
-        for service in connected_services(fleet, names):
+        for service in connected_services(fleet, names, failures):
             try:
                 infos = DevContainers(service, inventory).list(args.all)
             except Exception as exc:  # one host's engine failing must not hide the others
-                print(f"gpudesk: {service.host.name}: {exc}", file=sys.stderr)
+                report_failure(failures, service.host.name, exc)
                 continue
             rows += [(service.host.name, i) for i in infos]
     finally:
         fleet.close()
+    code = 1 if failures else 0
+    if not args.host:  # the whole fleet's names, for shell completion
+        completion.remember("containers", [i.name for _h, i in rows])
     if args.json:
-        print(json.dumps([_info_row(h, i) for h, i in rows], indent=2))
-        return 0
+        print_json({"containers": [_info_row(h, i) for h, i in rows], "errors": failures})
+        return code
     table = [
         [h, i.name, i.flavour.value if i.flavour else "-", i.image[:40], i.state,
          i.uptime_text, i.gpus or "-", _ports_text(i)]
         for h, i in rows
     ]  # fmt: skip
     print_table(table, ["HOST", "NAME", "FLAVOUR", "IMAGE", "STATE", "UP", "GPUS", "PORTS"])
-    return 0
+    return code
 
 
 def _find(fleet: Fleet, inventory: Inventory, name: str, host: str | None) -> DevContainers:
@@ -107,7 +126,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         out = _info_row(args.host, result.info)
         out.update(reach=asdict(reach), host_port=result.host_port, image=result.image)
         out["reach"]["flavour"] = flavour.value
-        print(json.dumps(out, indent=2))
+        print_json(out)
         return 0
     print(f"{name} is ready on {args.host}. Reach it with:")
     for line in reach.lines():

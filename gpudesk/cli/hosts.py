@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gpudesk.cli.common import print_table
+from gpudesk.cli.common import print_json, print_table
 from gpudesk.core.config import Host, Inventory, host_from_destination
 from gpudesk.core.engine import EngineError
 from gpudesk.core.fleet import Fleet, HostService, connect_blocking
@@ -20,7 +19,7 @@ def _host_row(host: Host) -> dict[str, Any]:
         "name": host.name,
         "kind": host.kind.value,
         "hostname": host.hostname or None,
-        "user": host.user,
+        "user": host.user or None,
         "port": host.port if host.hostname else None,
         "identity": host.identity,
         "jump": host.jump,
@@ -31,7 +30,7 @@ def _host_row(host: Host) -> dict[str, Any]:
 def cmd_hosts_ls(args: argparse.Namespace) -> int:
     inventory = Inventory.load()
     if args.json:
-        print(json.dumps([_host_row(h) for h in inventory.hosts], indent=2))
+        print_json({"hosts": [_host_row(h) for h in inventory.hosts]})
         return 0
     rows = [[h.name, h.destination, h.identity or "-", h.jump or "-"] for h in inventory.hosts]
     print_table(rows, ["NAME", "DESTINATION", "IDENTITY", "JUMP"])
@@ -62,7 +61,17 @@ def cmd_hosts_rm(args: argparse.Namespace) -> int:
 
 
 def _check(service: HostService, accept: bool) -> dict[str, Any]:
-    row: dict[str, Any] = {"name": service.host.name, "destination": service.host.destination}
+    # Every field always present (docs/json.md's HostCheck), null until known.
+    row: dict[str, Any] = {
+        "name": service.host.name,
+        "destination": service.host.destination,
+        "state": None,
+        "latency_ms": None,
+        "docker": None,
+        "gpu_runtime": None,
+        "error": None,
+        "docker_error": None,
+    }
     try:
         connect_blocking(service.conn, accept_new_host_key=accept)
         row["state"] = "connected"
@@ -75,7 +84,7 @@ def _check(service: HostService, accept: bool) -> dict[str, Any]:
         info = service.engine()
         row.update(docker=info.version, gpu_runtime=info.gpu_runtime)
     except EngineError as exc:
-        row.update(docker=None, docker_error=str(exc))
+        row.update(docker_error=str(exc))
     return row
 
 
@@ -90,7 +99,7 @@ def cmd_hosts_check(args: argparse.Namespace) -> int:
     finally:
         fleet.close()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json({"hosts": rows})
     else:
         table = []
         for r in rows:

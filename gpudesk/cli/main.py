@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from gpudesk import __version__
-from gpudesk.cli import containers, hosts, runs, stats
+from gpudesk.cli import completion, containers, hosts, runs, stats
 from gpudesk.cli.common import USER_ERRORS
 
 
@@ -27,17 +27,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gpudesk {__version__}")
     parser.set_defaults(func=cmd_tui)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (hosts, containers, stats, runs):
+    for module in (hosts, containers, stats, runs, completion):
         module.register(sub)
     return parser
 
 
+# Commands whose arguments after the first `--` belong to something else (the script of
+# `submit`), by the attribute that receives them. Cutting them off before argparse lets the
+# command's own options come before or after its positionals.
+PASSTHROUGH = {"submit": "args"}
+
+# Exit status after a closed stdout (`gpudesk ps | head -2`): what a shell reports for a
+# process killed by SIGPIPE (128 + 13), as coreutils and git give; quiet, like them.
+EXIT_BROKEN_PIPE = 141
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    tail: list[str] | None = None
+    if argv[:1] and argv[0] in PASSTHROUGH and "--" in argv:
+        cut = argv.index("--")
+        argv, tail = argv[:cut], argv[cut + 1 :]
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        hint = " (the script's own arguments go after --)" if argv[0] in PASSTHROUGH else ""
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    if tail is not None:
+        setattr(args, PASSTHROUGH[argv[0]], tail)
+    return args
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser()
+        args = parse_args(parser, list(sys.argv[1:] if argv is None else argv))
         code: int = args.func(args)
+        # Flush here, inside the handler below: a reader that went away is then noticed now,
+        # not in the interpreter's exit flush (which would print "Exception ignored").
+        sys.stdout.flush()
         return code
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
+    except SystemExit:
+        # argparse's --help, --version and usage errors: their output may meet a closed pipe
+        # too; flushing here, not in the interpreter's exit, keeps that quiet.
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _drop_stdout()
+            return EXIT_BROKEN_PIPE
+        raise
     except USER_ERRORS as exc:
         print(f"gpudesk: {exc}", file=sys.stderr)
         return 1

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 from typing import Any
 
+from gpudesk.cli import completion
 from gpudesk.cli.common import (
     CliError,
+    HostFailure,
     connected_service,
     connected_services,
     open_fleet,
+    print_json,
     print_table,
+    report_failure,
 )
 from gpudesk.core import logs
 from gpudesk.core.config import Inventory
@@ -34,14 +37,25 @@ def _hosts(inventory: Inventory, host: str | None) -> list[str]:
     return [inventory.get(host).name] if host else inventory.names()
 
 
-def _all_runs(services: list[HostService]) -> list[Run]:
+def _all_runs(services: list[HostService], failures: list[HostFailure]) -> list[Run]:
     runs: list[Run] = []
     for service in services:
         try:
             runs += list_runs(service)
         except RunError as exc:
-            print(f"gpudesk: {service.host.name}: {exc}", file=sys.stderr)
+            report_failure(failures, service.host.name, exc)
     return runs
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """A run as docs/json.md's Run: null rather than empty records."""
+    row = run.to_json()
+    row.update(
+        ended=run.ended,
+        last_train=row["last_train"] or None,
+        last_eval=row["last_eval"] or None,
+    )
+    return row
 
 
 def _find(fleet: Fleet, names: list[str], run_name: str) -> tuple[HostService, Run]:
@@ -56,9 +70,7 @@ def _find(fleet: Fleet, names: list[str], run_name: str) -> tuple[HostService, R
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    extra = list(args.args)
-    if extra and extra[0] == "--":
-        extra = extra[1:]
+    extra = list(args.args)  # everything after `--` (main.parse_args)
     fleet = Fleet.build(Inventory.load())
     try:
         service = connected_service(fleet, args.host)
@@ -75,13 +87,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    failures: list[HostFailure] = []
     with open_fleet() as (inventory, fleet):
-        runs = _all_runs(connected_services(fleet, _hosts(inventory, args.host)))
+        services = connected_services(fleet, _hosts(inventory, args.host), failures)
+        runs = _all_runs(services, failures)
+    if not args.host:  # the whole fleet's names, for shell completion
+        completion.remember("runs", [r.name for r in runs])
     if args.json:
-        print(json.dumps([r.to_json() for r in runs], indent=2))
+        print_json({"runs": [run_json(r) for r in runs], "errors": failures})
     else:
         print_table([run_cells(r) for r in runs], list(RUN_COLUMNS))
-    return 0
+    return 1 if failures else 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -90,9 +106,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
     with open_fleet() as (inventory, fleet):
         service, target = _log_target(fleet, _hosts(inventory, args.host), args.target)
 
+        closed = threading.Event()
+
         def on_batch(lines: list[str], total: int) -> None:
-            sys.stdout.write("".join(f"{line}\n" for line in lines))
-            sys.stdout.flush()
+            try:
+                sys.stdout.write("".join(f"{line}\n" for line in lines))
+                sys.stdout.flush()
+            except BrokenPipeError:  # the reader went away (`| head`): stop following
+                closed.set()
+                follower.stop()
 
         follower = logs.follower(
             service, target, on_batch, tail=args.lines, follow=args.follow, max_lines=1000
@@ -107,6 +129,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
             follower.stop()
             thread.join(5)
             return 130
+        if closed.is_set():
+            raise BrokenPipeError  # main() exits quietly
         if follower.error:
             raise CliError(f"Following {target.title} failed: {follower.error}")
         return 0
@@ -141,16 +165,21 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "submit",
         help="start a training run in a running container",
+        usage="gpudesk submit --host H --container C [--nproc N] [--name RUN] SCRIPT "
+        "[-- SCRIPT_ARGS ...]",
         description="Start SCRIPT (textcls, translate, lm, recsys, or an absolute path in the "
-        "container) detached in CONTAINER; arguments after -- go to the script.",
+        "container) detached in CONTAINER. gpudesk's options go before or after SCRIPT; "
+        "everything after -- goes to the script, and a bundled script checks those arguments "
+        "before anything starts.",
     )
     p.add_argument("--host", required=True, metavar="H")
     p.add_argument("--container", required=True, metavar="C")
     p.add_argument("--nproc", type=int, default=1, metavar="N", help="processes (torchrun)")
     p.add_argument("--name", metavar="RUN", help="run name (default <script>-<time>)")
     p.add_argument("script", metavar="SCRIPT")
-    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
-    p.set_defaults(func=cmd_submit)
+    # The script's arguments: main.parse_args cuts them off at `--` before argparse sees them,
+    # so gpudesk's own options may follow SCRIPT.
+    p.set_defaults(func=cmd_submit, args=[])
 
     p = sub.add_parser("runs", help="list training runs on every host")
     p.add_argument("--host", metavar="H", help="only this host")

@@ -9,12 +9,26 @@ import sys
 import threading
 from typing import Any
 
-from gpudesk.cli.common import CliError, connected_services
+from gpudesk.cli.common import CliError, HostFailure, connected_services
+from gpudesk.cli.json_schema import SCHEMA_VERSION
 from gpudesk.core.config import Inventory
 from gpudesk.core.fleet import Fleet, simulated_gpus
 from gpudesk.core.gpu.sample import GpuSample, dump_sample
 from gpudesk.core.gpu.stream import GpuStream, StreamState
 from gpudesk.core.gpu.table import format_table
+
+
+def sample_json(host_name: str, sample: GpuSample) -> dict[str, Any]:
+    """A sample as docs/json.md's stats line: the agent's fields, null rather than ""."""
+    record: dict[str, Any] = json.loads(dump_sample(sample))
+    for key in ("hostname", "message"):
+        record[key] = record[key] or None
+    record["host_name"] = host_name
+    return record
+
+
+def _print_line(record: dict[str, Any]) -> None:
+    print(json.dumps({**record, "schema": SCHEMA_VERSION}), flush=True)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -25,8 +39,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
     fleet = Fleet.build(inventory)
     samples: queue.Queue[tuple[str, GpuSample]] = queue.Queue()
     streams: list[GpuStream] = []
+    failures: list[HostFailure] = []
     try:
-        services = connected_services(fleet, names)
+        services = connected_services(fleet, names, failures)
+        if args.json:
+            for failure in failures:
+                _print_line({"host_name": failure["host"], "error": failure["error"]})
         if not services:
             return 1
         for service in services:
@@ -51,12 +69,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 continue
             pending.discard(name)
             if args.json:
-                record = json.loads(dump_sample(sample))
-                record["host_name"] = name
-                print(json.dumps(record), flush=True)
+                _print_line(sample_json(name, sample))
             else:
                 print(f"== {name}\n{format_table(sample)}\n", flush=True)
-        return 0
+        return 1 if failures else 0
     finally:
         for stream in streams:
             stream.stop()

@@ -465,6 +465,29 @@ def _space_error(text: str, container: str) -> RunError | None:
     return None
 
 
+# A bundled script started with this set only parses its arguments (traincore.main), so submit
+# refuses a typo before it makes a run folder, with the script's own parser and Python.
+CHECK_ARGS_ENV = "GPUDESK_CHECK_ARGS"
+
+
+def check_script_args(
+    container: Any, python: str, script_path: str, spec: RunSpec, user: str
+) -> None:
+    code, out = _exec(
+        container, ["env", f"{CHECK_ARGS_ENV}=1", python, script_path, *spec.args], user
+    )
+    if code == 0:
+        return
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    last = lines[-1][:300] if lines else f"exit status {code}"
+    label = script_label(spec.script)
+    if code != 2:  # not argparse's (nor traincore's bad-input) status: the script cannot start
+        raise RunError(f"{label} cannot start in {container.name} ({last}); nothing was started.")
+    # argparse ends with "<prog>: error: <what>"; traincore's own checks with "error: <what>".
+    reason = last.split("error: ", 1)[-1]
+    raise RunError(f"{label} does not accept these arguments ({reason}); nothing was started.")
+
+
 _PYTHON_PROBE = (
     "for p in gpudesk-python python3 python; do "
     'command -v "$p" >/dev/null 2>&1 && { command -v "$p"; exit 0; }; done; exit 127'
@@ -502,6 +525,7 @@ def submit(service: Any, container_name: str, spec: RunSpec, *, now: datetime | 
         scripts_dir = f"{SCRIPTS_DIR}/{scripts_hash(files)}"
         script_path = f"{scripts_dir}/{script.removesuffix('.py')}.py"
         _upload_scripts(container, scripts_dir, files, user)
+        check_script_args(container, python, script_path, spec, user)
     else:
         script_path = script
         code, _ = _exec(container, ["test", "-f", script_path], user)

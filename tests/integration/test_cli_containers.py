@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import urllib.error
@@ -16,6 +15,7 @@ import pytest
 from gpudesk.core import sshconfig
 from gpudesk.core.config import Inventory, Paths
 from tests.integration.bed import bed_host
+from tests.json_contract import validate_text
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def test_launch_ssh_then_openssh_reaches_it_and_rm_cleans_up(
     done = cli("launch", "ssh", "--host", bed, "--name", "clitest-ssh", "--json",
                "--base-image", testbed.base_image, "--workspace", str(workspace))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    launched = json.loads(done.stdout)
+    launched = validate_text("launch", done.stdout)
     assert launched["reach"]["ssh_alias"] == "gpudesk-clitest-ssh"
     assert all(p["host_ip"] == "127.0.0.1" for p in launched["ports"])
 
@@ -64,7 +64,7 @@ def test_launch_ssh_then_openssh_reaches_it_and_rm_cleans_up(
 
     ps = cli("ps", "--host", bed, "--json")
     assert ps.returncode == 0, ps.stderr
-    assert [r["name"] for r in json.loads(ps.stdout)] == ["clitest-ssh"]
+    assert [r["name"] for r in validate_text("ps", ps.stdout)["containers"]] == ["clitest-ssh"]
 
     rm = cli("rm", "clitest-ssh", "--host", bed)
     assert rm.returncode == 0, rm.stderr
@@ -96,6 +96,7 @@ def test_jupyter_through_the_forward(bed: str, testbed: Any) -> None:
     done = cli("launch", "jupyter", "--host", bed, "--name", "clitest-jup", "--json",
                "--base-image", testbed.base_image)  # fmt: skip
     assert done.returncode == 0, done.stderr
+    validate_text("launch", done.stdout)
     forward = subprocess.Popen(
         [sys.executable, "-m", "gpudesk", "jupyter", "clitest-jup", "--host", bed],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -213,7 +213,7 @@ def test_textcls_run_succeeds_and_outlives_gpudesk(
 
     capsys.readouterr()
     assert main(["runs", "--host", "bed", "--json"]) == 0
-    listed_json = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    listed_json = {r["name"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
     assert listed_json["cls-ok"]["state"] == "succeeded"
     assert listed_json["cls-ok"]["loss"] == pytest.approx(last_loss)
     assert main(["logs", "cls-ok", "--host", "bed", "-n", "3"]) == 0

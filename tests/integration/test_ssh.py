@@ -66,7 +66,7 @@ def test_cli_refuses_unknown_host_key_and_accepts_it_with_the_flag(testbed: Any)
 
     check = gpudesk_cli("hosts", "check", "bed", "--json")
     assert check.returncode == 0, check.stderr
-    (row,) = json.loads(check.stdout)
+    (row,) = json.loads(check.stdout)["hosts"]
     assert row["state"] == "connected" and row["docker"]
 
 

@@ -23,13 +23,13 @@ def test_version_and_help() -> None:
 def test_hosts_add_ls_rm_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hosts", "add", "gpu1", "ssh://alice@10.0.0.5:2222", "--no-connect"]) == 0
     assert main(["hosts", "ls", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    rows = json.loads(capsys.readouterr().out.split("\n", 1)[1])["hosts"]
     assert [r["name"] for r in rows] == ["localhost", "gpu1"]
     assert rows[1]["port"] == 2222 and rows[1]["user"] == "alice"
     assert main(["hosts", "rm", "gpu1"]) == 0
     assert main(["hosts", "ls", "--json"]) == 0
     out = capsys.readouterr().out
-    assert [r["name"] for r in json.loads(out[out.index("[") :])] == ["localhost"]
+    assert [r["name"] for r in json.loads(out[out.index("{") :])["hosts"]] == ["localhost"]
 
 
 def test_errors_are_one_line_on_stderr_without_traceback() -> None:

@@ -232,11 +232,11 @@ def test_tail_command_is_quoted() -> None:
 
 
 def test_cli_passes_script_arguments_through() -> None:
-    from gpudesk.cli.main import build_parser
+    from gpudesk.cli.main import build_parser, parse_args
 
     parser = build_parser()
     argv = ["submit", "--host", "h", "--container", "c", "textcls", "--", "--steps", "5"]
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     assert (args.script, args.args, args.nproc, args.name) == ("textcls", ["--steps", "5"], 1, None)
     args = parser.parse_args(["submit", "--host", "h", "--container", "c", "--nproc", "2", "lm"])
     assert args.nproc == 2 and args.args == []

@@ -705,6 +705,9 @@ def main(task: Task, argv: list[str] | None = None) -> None:
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
+    if os.environ.get("GPUDESK_CHECK_ARGS"):
+        # gpudesk submit's dry run: the arguments are valid; nothing else happens.
+        sys.exit(0)
     tr = Trainer(task, args)
     code = 0
     try:
