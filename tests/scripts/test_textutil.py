@@ -1,7 +1,7 @@
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpudesk.payload.train import textutil as tu
@@ -29,8 +29,55 @@ def test_bleu_hand_computed():
 
 
 def test_bleu_splits_chinese_characters():
-    assert tu.tokenize_bleu("我喜欢茶。") == ["我", "喜", "欢", "茶", "。"]
-    assert tu.corpus_bleu(["我喜欢苹果和茶。"], [["我喜欢苹果和茶。"]]) == pytest.approx(100.0)
+    assert tu.tokenize_zh("我喜欢茶。") == ["我", "喜", "欢", "茶", "。"]
+    assert tu.bleu(["我喜欢苹果和茶。"], ["我喜欢苹果和茶。"]) == pytest.approx(100.0)
+
+
+# Vocabulary for the property test: English with punctuation and entities, Chinese, Korean,
+# Japanese kana, full-width forms and the punctuation sacrebleu's zh ranges cover by accident.
+VOCAB = [
+    *"a b cat dog run the . , ! ? 's 1,000 3.5 - ( ) &amp; &quot; A&amp;B -- x-y".split(),
+    *"我 喜欢 苹果 和 茶 。 ， 的 中国 你好".split(),
+    *"한국어 사랑 합니다 밥 먹어요".split(),
+    *"ひらがな カタカナ です ね ー".split(),
+    "\uff21\uff22",  # full-width AB
+    "\u201cquoted\u201d",
+    "\u2014",
+    "100\u20ac",
+]
+sentence = st.lists(st.sampled_from(VOCAB), min_size=0, max_size=14).map(
+    lambda ws: "".join(w + (" " if i % 3 else "") for i, w in enumerate(ws))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(sentence, sentence), min_size=1, max_size=6), st.booleans())
+def test_bleu_matches_sacrebleu_on_random_corpora(pairs, zh):
+    sacrebleu = pytest.importorskip("sacrebleu")
+    hyps, refs = [h for h, _ in pairs], [r for _, r in pairs]
+    tokenize = "zh" if zh else "13a"
+    want = sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize).score
+    assert tu.corpus_bleu(hyps, [refs], tokenize=tokenize) == pytest.approx(want, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("hyp", "ref", "tokenize"),
+    [
+        # no 4-gram matches: sacrebleu's exp smoothing gives a score, not 0
+        ("the cat sat on a mat today", "the cat is on the mat today", "13a"),
+        ("我喜欢喝红茶和绿茶", "我爱喝红茶和咖啡", "zh"),
+        # Hangul and kana are not split per character by the zh tokenizer
+        ("저는 학생 입니다 오늘", "저는 학생 입니다 내일", "13a"),
+        ("我 は がくせい です 今日", "我 は がくせい です 明日", "zh"),
+        ("A &amp; B 和 C", "A &amp; B 和 D", "zh"),
+    ],
+)
+def test_bleu_regressions_match_sacrebleu(hyp, ref, tokenize):
+    sacrebleu = pytest.importorskip("sacrebleu")
+    assert tu.bleu_tokenizer([ref]) == tokenize
+    want = sacrebleu.corpus_bleu([hyp], [[ref]], tokenize=tokenize).score
+    assert want > 0
+    assert tu.bleu([hyp], [ref]) == pytest.approx(want, abs=0.01)
 
 
 words = st.lists(
@@ -99,5 +146,5 @@ def test_sample_data_is_bilingual():
         __import__("pathlib").Path(tu.__file__).parent / "data" / "intents.tsv", ("text", "label")
     )
     assert len(data) >= 200
-    assert any(tu._CJK.search(t) for t, _ in data)
+    assert tu.bleu_tokenizer(t for t, _ in data) == "zh"
     assert any(t.isascii() for t, _ in data)

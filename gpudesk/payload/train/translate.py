@@ -2,8 +2,8 @@
 
 Input: TSV ``source<TAB>target`` or JSONL ``{"src": ..., "tgt": ...}``; byte-level or
 character tokens shared by both sides, so Chinese and English work with no downloads.
-Eval metrics: token-level val_loss and corpus BLEU (sacrebleu when installed, else the
-built-in implementation in textutil, which matches sacrebleu's 13a/zh tokenisation).
+Eval metrics: token-level val_loss and corpus BLEU (textutil's implementation of sacrebleu's
+default corpus BLEU: 13a, or zh for Chinese references, exp smoothing; equal to 0.01).
 
     python translate.py --data data/translation.tsv --steps 1000 --decode beam
 """
