@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, str(SCRIPTS))
 import lm  # noqa: E402
 import traincore  # noqa: E402
+import trainperf  # noqa: E402
 import translate  # noqa: E402
 
 
@@ -37,6 +38,29 @@ def test_gpt_is_causal_and_vocab_padded():
 def test_mfu_flops_formula():
     # 6N + 12 * L * H * Q * T
     assert traincore.gpt_flops_per_token(1000, 2, 3, 4, 5) == 6 * 1000 + 12 * 2 * 3 * 4 * 5
+
+
+@pytest.mark.parametrize(
+    ("name", "tflops"),
+    [  # names as torch.cuda.get_device_name() reports them; NVIDIA datasheet dense bf16
+        ("NVIDIA H100 80GB HBM3", 989),
+        ("NVIDIA H100 PCIe", 756),
+        ("NVIDIA H100 NVL", 835),
+        ("NVIDIA H200", 989),
+        ("NVIDIA A100-SXM4-80GB", 312),
+        ("NVIDIA A100 80GB PCIe", 312),
+        ("NVIDIA L40", 181),
+        ("NVIDIA L40S", 362),
+        ("NVIDIA L4", 121),
+        ("NVIDIA RTX 6000 Ada Generation", 364.2),
+        ("Tesla T4", 65),
+        ("NVIDIA GeForce GTX 1080", None),
+        ("NVIDIA H100 something new", None),
+    ],
+)
+def test_peak_flops_matches_exact_product_names(name, tflops):
+    got = trainperf.peak_for_name(name)
+    assert (got / 1e12 if got else None) == (pytest.approx(tflops) if tflops else None)
 
 
 def test_beam_size_one_equals_greedy():

@@ -301,6 +301,9 @@ class Trainer:
         self.setup_model()
         self.fpt = self.task.flops_per_token(self.raw)
         self.peak = peak_flops(self.device)
+        if self.fpt and self.device.type == "cuda" and self.peak is None:
+            name = torch.cuda.get_device_name(self.device)
+            self.log(f"note: unknown peak FLOP/s for GPU {name!r}; MFU not reported")
         batches = iter(self.make_loader())
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -399,6 +402,7 @@ class Trainer:
             f"step {self.step}/{a.steps} loss {loss_v:.4f} lr {lr:.2e} "
             f"gnorm {float(gnorm):.2f} {tps:,.0f} tok/s {step_time * 1000:.1f} ms/step"
             + (f" mfu {mfu:.1f}%" if mfu is not None else "")
+            + (" mfu unknown peak" if mfu is None and self.fpt and cuda else "")
             + (f" mem {mem:.2f} GiB" if mem is not None else "")
         )
         self.meter.restart(self.step)

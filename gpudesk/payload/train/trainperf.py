@@ -8,25 +8,71 @@ import torch
 
 WARMUP_ITERS = 3  # steps excluded from throughput/MFU averages (compile, allocator warm-up)
 
-# Dense bf16 tensor-core peak FLOP/s per GPU, matched by substring of the device name.
-PEAK_BF16_FLOPS = {
-    "H200": 989e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 70e12,
-    "L4": 121e12,
+# Dense (no sparsity) tensor-core peak FLOP/s per GPU for bf16 with fp32 accumulation
+# (fp16 on V100/T4, which have no bf16 tensor cores), from NVIDIA's datasheets. Keys are
+# ``torch.cuda.get_device_name()`` with the "NVIDIA "/"Tesla " prefix removed, matched
+# exactly (case-insensitive, runs of spaces/dashes as one space): "H100 PCIe" is not the
+# SXM part and "L40" is not "L4". A GPU not listed reports no MFU rather than a guess.
+PEAK_FLOPS = {
+    # Hopper / Blackwell
+    "h100 80gb hbm3": 989e12,  # H100 SXM5
+    "h100 sxm5 80gb": 989e12,
+    "h100 sxm5 64gb": 989e12,
+    "h100 80gb hbm3e": 989e12,
+    "h100 pcie": 756e12,
+    "h100 nvl": 835e12,
+    "h800": 989e12,
+    "h800 pcie": 756e12,
+    "h200": 989e12,
+    "h200 nvl": 835e12,
+    "gh200 480gb": 989e12,
+    "gh200 144g hbm3e": 989e12,
+    "b200": 2250e12,
+    # Ampere
+    "a100 sxm4 40gb": 312e12,
+    "a100 sxm4 80gb": 312e12,
+    "a100 pcie 40gb": 312e12,
+    "a100 80gb pcie": 312e12,
+    "a100 sxm 80gb": 312e12,
+    "a800 80gb pcie": 312e12,
+    "a30": 165e12,
+    "a40": 149.7e12,
+    "a10": 125e12,
+    "a10g": 70e12,
+    "rtx a6000": 154.8e12,
+    "rtx a5000": 111.1e12,
+    "geforce rtx 3090": 71e12,
+    # Ada Lovelace
+    "l4": 121e12,
+    "l40": 181e12,
+    "l40s": 362e12,
+    "rtx 6000 ada generation": 364.2e12,
+    "geforce rtx 4090": 165.2e12,
+    # Volta / Turing (fp16 tensor cores)
+    "v100 sxm2 16gb": 125e12,
+    "v100 sxm2 32gb": 125e12,
+    "v100 pcie 16gb": 112e12,
+    "v100 pcie 32gb": 112e12,
+    "t4": 65e12,
 }
+
+
+def normalise_gpu_name(name: str) -> str:
+    n = name.strip().lower()
+    for prefix in ("nvidia ", "tesla "):
+        n = n.removeprefix(prefix)
+    return " ".join(n.replace("-", " ").split())
+
+
+def peak_for_name(name: str) -> float | None:
+    """Dense peak FLOP/s of the GPU called ``name`` (as CUDA reports it), or None."""
+    return PEAK_FLOPS.get(normalise_gpu_name(name))
 
 
 def peak_flops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    for key, flops in PEAK_BF16_FLOPS.items():
-        if key in name:
-            return flops
-    return None
+    return peak_for_name(torch.cuda.get_device_name(device))
 
 
 def gpt_flops_per_token(n_params: int, layers: int, heads: int, head_dim: int, seq: int) -> float:
