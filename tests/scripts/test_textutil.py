@@ -36,10 +36,32 @@ def test_bleu_splits_chinese_characters():
 # Vocabulary for the property test: English with punctuation and entities, Chinese, Korean,
 # Japanese kana, full-width forms and the punctuation sacrebleu's zh ranges cover by accident.
 VOCAB = [
-    *"a b cat dog run the . , ! ? 's 1,000 3.5 - ( ) &amp; &quot; A&amp;B -- x-y".split(),
-    *"我 喜欢 苹果 和 茶 。 ， 的 中国 你好".split(),
-    *"한국어 사랑 합니다 밥 먹어요".split(),
-    *"ひらがな カタカナ です ね ー".split(),
+    *[
+        "a",
+        "b",
+        "cat",
+        "dog",
+        "run",
+        "the",
+        ".",
+        ",",
+        "!",
+        "?",
+        "'s",
+        "1,000",
+        "3.5",
+        "-",
+        "(",
+        ")",
+        "&amp;",
+        "&quot;",
+        "A&amp;B",
+        "--",
+        "x-y",
+    ],
+    *["我", "喜欢", "苹果", "和", "茶", "。", "，", "的", "中国", "你好"],  # noqa: RUF001
+    *["한국어", "사랑", "합니다", "밥", "먹어요"],
+    *["ひらがな", "カタカナ", "です", "ね", "ー"],
     "\uff21\uff22",  # full-width AB
     "\u201cquoted\u201d",
     "\u2014",
@@ -148,3 +170,60 @@ def test_sample_data_is_bilingual():
     assert len(data) >= 200
     assert tu.bleu_tokenizer(t for t, _ in data) == "zh"
     assert any(t.isascii() for t, _ in data)
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_tsv_header_is_skipped_and_columns_found_by_name(tmp_path):
+    rows = [("hello there", "greet"), ("bye now", "leave")]
+    plain = _write(
+        tmp_path / "a.tsv", "text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in rows)
+    )
+    assert tu.read_pairs(plain, ("text", "label")) == rows
+    # pandas to_csv(sep="\t") with its index column: an unnamed first column
+    indexed = "\ttext\tlabel\n" + "".join(f"{i}\t{t}\t{lab}\n" for i, (t, lab) in enumerate(rows))
+    assert tu.read_pairs(_write(tmp_path / "b.tsv", indexed), ("text", "label")) == rows
+    swapped = "label\ttext\n" + "".join(f"{lab}\t{t}\n" for t, lab in rows)
+    assert tu.read_pairs(_write(tmp_path / "c.tsv", swapped), ("text", "label")) == rows
+    # translation files often name the languages
+    pairs = tu.read_pairs(_write(tmp_path / "d.tsv", "en\tzh\nhi\t你好\n"), ("src", "tgt"))
+    assert pairs == [("hi", "你好")]
+    # forced off: the first row is data
+    assert tu.read_pairs(plain, ("text", "label"), header="no")[0] == ("text", "label")
+
+
+def test_csv_with_quotes_and_custom_field_names(tmp_path):
+    import csv
+
+    rows = [('say "hi", please', "greet"), ("a, b and c", "list")]
+    path = tmp_path / "x.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:  # the csv module as reference
+        w = csv.writer(f)
+        w.writerow(["id", "sentence", "intent"])
+        w.writerows([i, t, lab] for i, (t, lab) in enumerate(rows))
+    assert tu.read_pairs(path, ("sentence", "intent")) == rows
+    with pytest.raises(tu.DataError, match="not 'text' and 'label'"):
+        tu.read_pairs(path, ("text", "label"), header="yes")
+
+
+def test_jsonl_custom_keys(tmp_path):
+    path = _write(tmp_path / "x.jsonl", '{"q": "hello", "y": 3}\n')
+    assert tu.read_pairs(path, ("q", "y")) == [("hello", "3")]
+
+
+def test_label_column_that_looks_like_text_is_refused(tmp_path):
+    rows = [(f"label{i % 3}", f"a long sentence number {i}") for i in range(40)]
+    with pytest.raises(tu.DataError, match="40 distinct labels in 40 rows"):
+        tu.check_labels("x.tsv", rows)
+    tu.check_labels("x.tsv", [(t, lab) for lab, t in rows])  # right order is fine
+
+
+def test_truncation_note_counts_tokens_not_characters():
+    tok = tu.ByteTokenizer()
+    text = "中" * 40  # 40 characters, 120 byte tokens
+    note = tu.truncation_note([len(tok.encode(text))], 96, "texts")
+    assert note and "1 of 1 texts" in note and "longest 120" in note
+    assert tu.truncation_note([10, 96], 96, "texts") is None

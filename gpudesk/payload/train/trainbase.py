@@ -6,6 +6,7 @@ Only torch is imported; scripts run as plain files in containers.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +36,11 @@ class Task:
     def add_args(self, p: argparse.ArgumentParser) -> None:
         pass
 
+    def note(self, msg: str | None) -> None:
+        """Print a note once (rank 0) while setting up."""
+        if msg and os.environ.get("RANK", "0") == "0":
+            print(msg, flush=True)
+
     def setup(self, args: argparse.Namespace, meta: dict | None) -> dict:
         """Load or synthesise data, fill train_set/val_set; return metadata for checkpoints.
 
@@ -45,10 +51,21 @@ class Task:
         raise NotImplementedError
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The *summed* loss of the batch's loss terms (``reduction="sum"``); the core
+        divides by the global ``loss_count`` so accumulation and DDP are exact."""
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, raw: nn.Module, batches: list, amp: Any) -> dict:
-        """Return {"val_loss": ..., task metrics...}. ``batches`` holds (batch, n_valid)."""
+    def loss_count(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """How many loss terms ``loss`` sums over (default: one per sample)."""
+        return torch.tensor(batch[0].shape[0], device=batch[0].device)
+
+    def evaluate(self, model: nn.Module, raw: nn.Module, batches: Any, amp: Any) -> dict:
+        """This rank's partial validation result (sums, lists): picklable, merged over ranks
+        by ``merge_eval``. ``batches`` yields (batch, n_valid, validation indices)."""
+        raise NotImplementedError
+
+    def merge_eval(self, parts: list[dict]) -> dict:
+        """{"val_loss": ..., task metrics...} from every rank's ``evaluate`` result."""
         raise NotImplementedError
 
     def example_inputs(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -57,6 +74,21 @@ class Task:
 
     def flops_per_token(self, raw: nn.Module) -> float | None:
         return None
+
+    # --- predict (``<task>.py predict``; see trainpredict)
+    def add_predict_args(self, p: argparse.ArgumentParser) -> None:
+        pass
+
+    def setup_predict(self, args: argparse.Namespace, meta: dict) -> None:
+        """Restore what ``build_model`` and ``predict`` need (vocabulary, labels) from
+        a checkpoint's metadata, without reading any data."""
+        raise NotImplementedError
+
+    def predict(
+        self, model: nn.Module, lines: list[str], args: argparse.Namespace, device: torch.device
+    ) -> list[str]:
+        """One output line per input line, using only ``model``'s forward pass."""
+        raise NotImplementedError
 
 
 class TensorSet:
@@ -75,6 +107,15 @@ class TensorSet:
 
 def identity(batch: Any) -> Any:
     return batch
+
+
+def add_parts(parts: list[dict]) -> dict:
+    """Key-wise sum (numbers) or concatenation (lists) of per-rank evaluation results."""
+    out = dict(parts[0])
+    for part in parts[1:]:
+        for k, v in part.items():
+            out[k] = out[k] + v
+    return out
 
 
 class StepSampler:

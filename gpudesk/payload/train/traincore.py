@@ -30,20 +30,23 @@ from textutil import DataError
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
 from torch.utils.data import DataLoader
-from trainbase import EXIT_BAD_INPUT, EXIT_OOM, StepSampler, Task, TensorSet, UserError, identity
-from traindist import all_gather_pickled
-from trainio import (
-    CKPT_DIR,
-    CKPT_FORMAT,
-    Metrics,
-    atomic_save,
-    default_out,
-    list_checkpoints,
-    load_checkpoint,
-    resolve_resume,
+from trainbase import (
+    EXIT_BAD_INPUT,
+    EXIT_OOM,
+    StepSampler,
+    Task,
+    TensorSet,
+    UserError,
+    add_parts,
+    identity,
 )
+from trainckpt import CheckpointMixin
+from traindist import all_gather_pickled
+from traineval import EvalMixin
+from trainio import CKPT_DIR, Metrics, atomic_save, default_out, load_checkpoint, resolve_resume
 from trainopts import build_parser, check_args, lr_at, make_optimizer
 from trainperf import Throughput, gpt_flops_per_token, peak_flops
+from trainpredict import predict_main
 
 __all__ = [
     "StepSampler",
@@ -51,6 +54,7 @@ __all__ = [
     "TensorSet",
     "Trainer",
     "UserError",
+    "add_parts",
     "atomic_save",
     "gpt_flops_per_token",
     "lr_at",
@@ -58,7 +62,7 @@ __all__ = [
 ]
 
 
-class Trainer:
+class Trainer(CheckpointMixin, EvalMixin):
     def __init__(self, task: Task, args: argparse.Namespace):
         self.task, self.args = task, args
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -164,19 +168,6 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DDP(self.model, device_ids=ids)
 
-    def restore(self, ck: dict) -> None:
-        try:
-            self.raw.load_state_dict(ck["model"])
-            self.opt.load_state_dict(ck["optim"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            msg = str(e).splitlines()[0]
-            raise UserError(f"checkpoint does not match the model: {msg}") from None
-        if self.scaler is not None and ck.get("scaler"):
-            self.scaler.load_state_dict(ck["scaler"])
-        self.step = int(ck["step"])
-        self.restore_rng(ck)
-        self.log(f"resumed from {self.resume_path} at step {self.step}")
-
     def make_loader(self) -> DataLoader:
         a = self.args
         sampler = StepSampler(
@@ -193,6 +184,7 @@ class Trainer:
             collate_fn=identity,
             pin_memory=self.device.type == "cuda",
             num_workers=a.workers,
+            worker_init_fn=_worker_ignores_stop_signals,
             generator=torch.Generator(),  # its base-seed draw must not touch the global RNG
         )
 
@@ -202,100 +194,31 @@ class Trainer:
         n = max(1, len(self.task.train_set)) if self.task.train_set is not None else 1
         return s * self.args.grad_accum * self.args.batch_size * self.world / n
 
-    def rng_state(self) -> dict:
-        st: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-        if self.device.type == "cuda":
-            st["cuda"] = torch.cuda.get_rng_state(self.device)
-        return st
-
-    def save_checkpoint(self) -> None:
-        rngs = [self.rng_state()]
-        if self.world > 1:
-            rngs = all_gather_pickled(self.rng_state(), self.device)
-        if self.is_main:
-            a = self.args
-            ck = {
-                "format": CKPT_FORMAT,
-                "task": self.task.name,
-                "step": self.step,
-                "model": self.raw.state_dict(),
-                "optim": self.opt.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler else None,
-                "meta": self.meta,
-                "model_args": {k: getattr(a, k) for k in self.task.model_args},
-                "rng": rngs,
-                "world_size": self.world,
-                "args": {k: v for k, v in vars(a).items() if isinstance(v, int | float | str)},
-            }
-            path = self.out / CKPT_DIR / f"step_{self.step:08d}.pt"
-            atomic_save(ck, path)
-            for old in list_checkpoints(self.out)[: -max(1, a.keep)]:
-                old.unlink(missing_ok=True)
-            self.metrics.write("ckpt", self.step, self.epoch(), path=str(path))
-            self.log(f"checkpoint {path}")
-        if self.world > 1:
-            dist.barrier()
-
-    def restore_rng(self, ck: dict) -> None:
-        rngs = ck["rng"]
-        if ck.get("world_size") != self.world or len(rngs) != self.world:
-            self.log("note: world size changed since the checkpoint; RNG streams re-seeded")
-            return
-        st = rngs[self.rank]
-        torch.set_rng_state(st["torch"])
-        random.setstate(st["python"])
-        if "cuda" in st and self.device.type == "cuda":
-            torch.cuda.set_rng_state(st["cuda"], self.device)
-
     # ----------------------------------------------------------------- main loop
     def on_sigterm(self, signum: int, frame: Any) -> None:
         self.stop_requested = True
 
+    def setup_stop_group(self) -> None:
+        """A gloo group for the per-step stop flag: with NCCL, a CPU all-reduce of one int
+        agrees on the flag without synchronising the GPU queue (under gloo: the default)."""
+        self.stop_group = None
+        if self.world > 1 and self.device.type == "cuda":
+            self.stop_group = dist.new_group(backend="gloo")
+
     def should_stop(self) -> bool:
+        """Whether any rank got SIGTERM; checked before every step so all ranks stop (and
+        checkpoint) at the same step, the one they were at."""
         if self.world == 1:
             return self.stop_requested
-        # all ranks must agree; a collective every step would stall the GPU queue, so
-        # ranks compare flags every 10 steps (and on the first step of the run)
-        if self.step % 10 and self.step != self._first_step:
-            return False
-        flag = torch.tensor([float(self.stop_requested)], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        flag = torch.tensor([int(self.stop_requested)], dtype=torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.stop_group)
         return bool(flag.item())
-
-    def to_device(self, batch: tuple) -> tuple:
-        nb = self.device.type == "cuda"
-        return tuple(t.to(self.device, non_blocking=nb) for t in batch)
-
-    def val_batches(self) -> list:
-        vs, b = self.task.val_set, self.args.batch_size
-        n = len(vs)
-        limit = self.args.eval_batches
-        out = []
-        for start in range(0, n, b):
-            if limit is not None and len(out) >= limit:
-                break
-            idx = list(range(start, min(n, start + b)))
-            valid = len(idx)
-            idx += [idx[0]] * (b - valid)  # fixed shapes: pad the last batch
-            out.append((self.to_device(vs.__getitems__(idx)), valid))
-        return out
-
-    def run_eval(self) -> None:
-        if self.is_main:
-            self.model.eval()
-            with torch.no_grad():
-                res = self.task.evaluate(self.model, self.raw, self.val_batches(), self.amp)
-            self.model.train()
-            res = {k: float(v) for k, v in res.items()}
-            self.metrics.write("eval", self.step, self.epoch(), **res)
-            self.log(f"eval step {self.step}: " + " ".join(f"{k} {v:.4f}" for k, v in res.items()))
-        if self.world > 1:
-            dist.barrier()
 
     def train(self) -> str:
         a = self.args
         signal.signal(signal.SIGTERM, self.on_sigterm)
         self.setup_device()
+        self.setup_stop_group()
         self.setup_out()
         self.open_metrics(self.out)
         self.setup_model()
@@ -338,6 +261,17 @@ class Trainer:
             self.export()
         return reason
 
+    def loss_scale(self, micro: list[tuple]) -> torch.Tensor:
+        """world / (loss terms in the global batch): each micro-batch's summed loss times
+        this, with DDP averaging gradients over ranks, gives the mean over the global batch,
+        so b * accum * N trains exactly like one batch of that size for every task. The
+        count is all-reduced on the device (no host sync)."""
+        count = sum(self.task.loss_count(b).float() for b in micro)
+        assert isinstance(count, torch.Tensor)
+        if self.world > 1:
+            dist.all_reduce(count, op=dist.ReduceOp.SUM)
+        return self.world / count.clamp(min=1.0)
+
     def train_step(self, batches: Any) -> tuple[float, torch.Tensor, torch.Tensor]:
         """One optimizer step over ``grad_accum`` micro-batches; (lr, loss, grad norm)."""
         a = self.args
@@ -345,13 +279,14 @@ class Trainer:
         for grp in self.opt.param_groups:
             grp["lr"] = lr
         loss_sum = torch.zeros((), device=self.device)
-        for micro in range(a.grad_accum):
-            batch = self.to_device(next(batches))
-            sync = self.world == 1 or micro == a.grad_accum - 1
+        micro = [self.to_device(next(batches)) for _ in range(a.grad_accum)]
+        scale = self.loss_scale(micro)
+        for i, batch in enumerate(micro):
+            sync = self.world == 1 or i == a.grad_accum - 1
             ctx = contextlib.nullcontext() if sync else self.train_model.no_sync()
             with ctx:
                 with self.amp():
-                    loss = self.task.loss(self.train_model, batch) / a.grad_accum
+                    loss = self.task.loss(self.train_model, batch) * scale
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
                 else:
@@ -407,21 +342,13 @@ class Trainer:
         )
         self.meter.restart(self.step)
 
-    def export(self) -> None:
-        """torch.export the eager model and check it reproduces eager outputs."""
-        self.raw.eval()
-        batch, _ = self.val_batches()[0]
-        inputs = self.task.example_inputs(batch)
-        with torch.no_grad():
-            ref = self.raw(*inputs)
-            ep = torch.export.export(self.raw, inputs)
-            got = ep.module()(*inputs)
-        if not torch.allclose(ref, got, rtol=1e-3, atol=1e-4):
-            err = (ref - got).abs().max().item()
-            raise UserError(f"exported program does not match eager outputs (max err {err:.3g})")
-        path = self.out / "model.pt2"
-        atomic_save(ep, path, saver=torch.export.save)
-        self.log(f"exported {path} (matches eager outputs)")
+
+def _worker_ignores_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM/SIGINT: ``gpudesk stop-run`` (and Ctrl-C) signal the
+    whole process group, and a worker killed mid-batch makes the main process fail before
+    it can checkpoint. The main process owns shutdown; workers exit with it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _failure(tr: Trainer, args: argparse.Namespace, e: BaseException) -> tuple[int, str]:
@@ -451,6 +378,10 @@ def _report_failure(tr: Trainer, args: argparse.Namespace, code: int, msg: str) 
 
 
 def main(task: Task, argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["predict"]:
+        predict_main(task, argv[1:])
+        return
     args = build_parser(task).parse_args(argv)
     problem = check_args(args)
     if problem:

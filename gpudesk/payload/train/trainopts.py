@@ -21,6 +21,12 @@ def build_parser(task: Task) -> argparse.ArgumentParser:
     g.add_argument("--data", help="training data file")
     g.add_argument("--val", help="validation file (default: hold out part of --data)")
     g.add_argument("--synthetic", action="store_true", help="generate data (smoke/bench)")
+    g.add_argument(
+        "--header",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="CSV/TSV first row is a header (auto: it names the columns)",
+    )
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=int, default=1000, help="optimizer steps")
     g.add_argument("--batch-size", type=int, default=32, help="micro-batch per process")
