@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gpudesk.payload.train import bleuscore as bs
 from gpudesk.payload.train import textutil as tu
 
 
@@ -14,7 +15,7 @@ def test_bleu_matches_sacrebleu_documented_example():
         ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."],
     ]
     hyps = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
-    assert tu.corpus_bleu(hyps, refs) == pytest.approx(48.53, abs=0.005)
+    assert bs.corpus_bleu(hyps, refs) == pytest.approx(48.53, abs=0.005)
 
 
 def test_bleu_hand_computed():
@@ -23,14 +24,14 @@ def test_bleu_hand_computed():
     expected = 100 * math.exp(
         (math.log(5 / 6) + math.log(3 / 5) + math.log(2 / 4) + math.log(1 / 3)) / 4
     )
-    assert tu.corpus_bleu(["the cat sat on the mat"], [["the cat sat on a mat"]]) == pytest.approx(
+    assert bs.corpus_bleu(["the cat sat on the mat"], [["the cat sat on a mat"]]) == pytest.approx(
         expected
     )
 
 
 def test_bleu_splits_chinese_characters():
-    assert tu.tokenize_zh("我喜欢茶。") == ["我", "喜", "欢", "茶", "。"]
-    assert tu.bleu(["我喜欢苹果和茶。"], ["我喜欢苹果和茶。"]) == pytest.approx(100.0)
+    assert bs.tokenize_zh("我喜欢茶。") == ["我", "喜", "欢", "茶", "。"]
+    assert bs.bleu(["我喜欢苹果和茶。"], ["我喜欢苹果和茶。"]) == pytest.approx(100.0)
 
 
 # Vocabulary for the property test: English with punctuation and entities, Chinese, Korean,
@@ -79,7 +80,7 @@ def test_bleu_matches_sacrebleu_on_random_corpora(pairs, zh):
     hyps, refs = [h for h, _ in pairs], [r for _, r in pairs]
     tokenize = "zh" if zh else "13a"
     want = sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize).score
-    assert tu.corpus_bleu(hyps, [refs], tokenize=tokenize) == pytest.approx(want, abs=0.01)
+    assert bs.corpus_bleu(hyps, [refs], tokenize=tokenize) == pytest.approx(want, abs=0.01)
 
 
 @pytest.mark.parametrize(
@@ -96,10 +97,10 @@ def test_bleu_matches_sacrebleu_on_random_corpora(pairs, zh):
 )
 def test_bleu_regressions_match_sacrebleu(hyp, ref, tokenize):
     sacrebleu = pytest.importorskip("sacrebleu")
-    assert tu.bleu_tokenizer([ref]) == tokenize
+    assert bs.bleu_tokenizer([ref]) == tokenize
     want = sacrebleu.corpus_bleu([hyp], [[ref]], tokenize=tokenize).score
     assert want > 0
-    assert tu.bleu([hyp], [ref]) == pytest.approx(want, abs=0.01)
+    assert bs.bleu([hyp], [ref]) == pytest.approx(want, abs=0.01)
 
 
 words = st.lists(
@@ -110,14 +111,14 @@ words = st.lists(
 @given(st.lists(words, min_size=1, max_size=4))
 def test_bleu_identity_is_100(sents):
     lines = [" ".join(w) for w in sents]
-    assert tu.corpus_bleu(lines, [lines]) == pytest.approx(100.0)
+    assert bs.corpus_bleu(lines, [lines]) == pytest.approx(100.0)
 
 
 @given(st.lists(st.tuples(words, words), min_size=1, max_size=4))
 def test_bleu_is_bounded(pairs):
     hyps = [" ".join(h) for h, _ in pairs]
     refs = [" ".join(r) for _, r in pairs]
-    assert 0.0 <= tu.corpus_bleu(hyps, [refs]) <= 100.0 + 1e-9
+    assert 0.0 <= bs.corpus_bleu(hyps, [refs]) <= 100.0 + 1e-9
 
 
 @given(st.text())
@@ -168,7 +169,7 @@ def test_sample_data_is_bilingual():
         __import__("pathlib").Path(tu.__file__).parent / "data" / "intents.tsv", ("text", "label")
     )
     assert len(data) >= 200
-    assert tu.bleu_tokenizer(t for t, _ in data) == "zh"
+    assert bs.bleu_tokenizer(t for t, _ in data) == "zh"
     assert any(t.isascii() for t, _ in data)
 
 
@@ -227,3 +228,13 @@ def test_truncation_note_counts_tokens_not_characters():
     note = tu.truncation_note([len(tok.encode(text))], 96, "texts")
     assert note and "1 of 1 texts" in note and "longest 120" in note
     assert tu.truncation_note([10, 96], 96, "texts") is None
+
+
+@settings(deadline=None)  # the first call imports scikit-learn
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=40))
+def test_macro_f1_matches_scikit_learn(pairs):
+    metrics = pytest.importorskip("sklearn.metrics")
+    gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
+    labels = sorted(set(gold) | set(pred))
+    want = metrics.f1_score(gold, pred, labels=labels, average="macro", zero_division=0)
+    assert tu.macro_f1(gold, pred) == pytest.approx(want)

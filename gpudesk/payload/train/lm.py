@@ -163,20 +163,27 @@ class LM(traincore.Task):
         else:
             tokens = self.read_tokens(args, meta)
         seq = args.seq_len
-        n_val = max(seq + 1, int(len(tokens) * args.val_frac))
-        if len(tokens) - n_val < seq + 1:
+        if args.val and not args.synthetic:  # e.g. nanoGPT's val.bin next to train.bin
+            val = self.read_tokens(args, meta, args.val)
+        else:
+            n_val = max(seq + 1, int(len(tokens) * args.val_frac))
+            tokens, val = tokens[:-n_val], tokens[-n_val:]
+        if len(tokens) < seq + 1 or len(val) < seq + 1:
             raise traincore.UserError(
-                f"{len(tokens)} tokens are too few for --seq-len {seq}; use a larger corpus"
+                f"{len(tokens)} training / {len(val)} validation tokens are too few for "
+                f"--seq-len {seq}; use a larger corpus"
             )
-        self.train_set = Windows(tokens[:-n_val], seq, max(1, seq // 8))
-        self.val_set = Windows(tokens[-n_val:], seq, seq)
+        self.train_set = Windows(tokens, seq, max(1, seq // 8))
+        self.val_set = Windows(val, seq, seq)
         self.tokens_per_sample = seq
         return {"vocab_size": args.vocab_size, "tokenizer": self.tokenizer_state}
 
-    def read_tokens(self, args: argparse.Namespace, meta: dict | None) -> torch.Tensor:
-        """The token stream of --data: a .bin file of token ids, memory-mapped (pages are
-        read on demand, never the whole file), or text tokenised into bytes or subwords."""
-        path = Path(args.data)
+    def read_tokens(
+        self, args: argparse.Namespace, meta: dict | None, name: str | None = None
+    ) -> torch.Tensor:
+        """The token stream of --data (or ``name``): a .bin file of token ids, memory-mapped
+        (pages are read on demand, never the whole file), or text as bytes or subwords."""
+        path = Path(name or args.data)
         if not path.is_file():
             raise traincore.UserError(f"data file not found: {path}")
         if path.suffix == ".bin":

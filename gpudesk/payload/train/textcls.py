@@ -81,6 +81,14 @@ def synthetic_examples(n: int, seed: int) -> list[tuple[str, str]]:
     return out
 
 
+def default_lr(args: argparse.Namespace) -> float:
+    """--lr if given; else 1e-3 from scratch, HF_LR when fine-tuning (a pretrained model
+    wants a far smaller step)."""
+    if args.lr is not None:
+        return float(args.lr)
+    return HF_LR if args.hf_model else 1e-3
+
+
 def require_transformers() -> None:
     try:
         import transformers  # noqa: F401
@@ -116,8 +124,7 @@ class TextCls(traincore.Task):
         p.add_argument("--label-field", default="label", help="JSONL key / CSV-TSV header name")
 
     def setup(self, args: argparse.Namespace, meta: dict | None) -> dict:
-        if args.lr is None:  # fine-tuning a pretrained model wants a far smaller step
-            args.lr = HF_LR if args.hf_model else 1e-3
+        args.lr = default_lr(args)
         if args.hf_model:
             require_transformers()
             if not Path(args.hf_model).is_dir():

@@ -14,6 +14,7 @@ import argparse
 import random
 from pathlib import Path
 
+import bleuscore
 import layers
 import textutil
 import torch
@@ -277,7 +278,7 @@ class Translate(traincore.Task):
         refs = [self.val_pairs[i][1] for i, _ in hyps]
         return {
             "val_loss": r["loss"] / max(1, r["count"]),
-            "bleu": textutil.bleu([h for _, h in hyps], refs),
+            "bleu": bleuscore.bleu([h for _, h in hyps], refs),
         }
 
 
