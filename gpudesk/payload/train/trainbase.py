@@ -56,7 +56,8 @@ class Task:
         raise NotImplementedError
 
     def loss_count(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """How many loss terms ``loss`` sums over (default: one per sample)."""
+        """How many loss terms ``loss`` sums over (default: one per sample). Called on the
+        CPU batch, before it moves to the device, so counting never waits for the GPU."""
         return torch.tensor(batch[0].shape[0], device=batch[0].device)
 
     def evaluate(self, model: nn.Module, raw: nn.Module, batches: Any, amp: Any) -> dict:

@@ -199,20 +199,22 @@ class Trainer(CheckpointMixin, EvalMixin):
         self.stop_requested = True
 
     def setup_stop_group(self) -> None:
-        """A gloo group for the per-step stop flag: with NCCL, a CPU all-reduce of one int
-        agrees on the flag without synchronising the GPU queue (under gloo: the default)."""
+        """A gloo group for the per-step agreement: with NCCL, a CPU all-reduce of two
+        numbers does not synchronise the GPU queue (under gloo: the default group)."""
         self.stop_group = None
         if self.world > 1 and self.device.type == "cuda":
             self.stop_group = dist.new_group(backend="gloo")
 
-    def should_stop(self) -> bool:
-        """Whether any rank got SIGTERM; checked before every step so all ranks stop (and
-        checkpoint) at the same step, the one they were at."""
+    def agree(self, micro: list[tuple]) -> tuple[bool, float]:
+        """Before every step, from the CPU batches: whether any rank got SIGTERM (so all
+        stop, and checkpoint, at the step they are at) and the global number of loss terms
+        of the step (see ``train_step``). One CPU all-reduce per step, no device sync."""
+        count = float(sum(int(self.task.loss_count(b)) for b in micro))
         if self.world == 1:
-            return self.stop_requested
-        flag = torch.tensor([int(self.stop_requested)], dtype=torch.int32)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.stop_group)
-        return bool(flag.item())
+            return self.stop_requested, count
+        both = torch.tensor([float(self.stop_requested), count], dtype=torch.float64)
+        dist.all_reduce(both, op=dist.ReduceOp.SUM, group=self.stop_group)
+        return bool(both[0] > 0), float(both[1])
 
     def train(self) -> str:
         a = self.args
@@ -236,11 +238,13 @@ class Trainer(CheckpointMixin, EvalMixin):
         reason = "completed"
         self.model.train()
         while self.step < a.steps:
-            if self.should_stop():
+            self.meter.step_started()
+            micro = [next(batches) for _ in range(a.grad_accum)]
+            stop, count = self.agree(micro)
+            if stop:
                 reason = "sigterm"
                 break
-            self.meter.step_started()
-            lr, loss_sum, gnorm = self.train_step(batches)
+            lr, loss_sum, gnorm = self.train_step(micro, count)
             logging = self.step % a.log_every == 0 or self.step == a.steps
             self.meter.step_done(self.step, logging)
             if logging:
@@ -261,26 +265,20 @@ class Trainer(CheckpointMixin, EvalMixin):
             self.export()
         return reason
 
-    def loss_scale(self, micro: list[tuple]) -> torch.Tensor:
-        """world / (loss terms in the global batch): each micro-batch's summed loss times
-        this, with DDP averaging gradients over ranks, gives the mean over the global batch,
-        so b * accum * N trains exactly like one batch of that size for every task. The
-        count is all-reduced on the device (no host sync)."""
-        count = sum(self.task.loss_count(b).float() for b in micro)
-        assert isinstance(count, torch.Tensor)
-        if self.world > 1:
-            dist.all_reduce(count, op=dist.ReduceOp.SUM)
-        return self.world / count.clamp(min=1.0)
+    def train_step(self, micro: list[tuple], count: float) -> tuple[float, Any, Any]:
+        """One optimizer step over the ``grad_accum`` micro-batches; (lr, loss, grad norm).
 
-    def train_step(self, batches: Any) -> tuple[float, torch.Tensor, torch.Tensor]:
-        """One optimizer step over ``grad_accum`` micro-batches; (lr, loss, grad norm)."""
+        Each micro-batch's summed loss is scaled by world / ``count`` (the loss terms of the
+        global batch); with DDP averaging gradients over ranks that is the mean over the
+        global batch, so b * accum * N trains exactly like one batch of that size for every
+        task, whatever the padding."""
         a = self.args
         lr = lr_at(self.step, a)
         for grp in self.opt.param_groups:
             grp["lr"] = lr
         loss_sum = torch.zeros((), device=self.device)
-        micro = [self.to_device(next(batches)) for _ in range(a.grad_accum)]
-        scale = self.loss_scale(micro)
+        scale = self.world / max(count, 1.0)
+        micro = [self.to_device(b) for b in micro]
         for i, batch in enumerate(micro):
             sync = self.world == 1 or i == a.grad_accum - 1
             ctx = contextlib.nullcontext() if sync else self.train_model.no_sync()
