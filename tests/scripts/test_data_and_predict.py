@@ -127,8 +127,9 @@ def predict(task: str, *args: str, stdin: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("task", ["textcls", "translate", "recsys", "lm"])
 def test_predict_from_checkpoint_and_export_agree(task, tmp_path):
     out = tmp_path / "run"
+    shorter = {"translate": ["--max-len", "24"], "lm": ["--seq-len", "32"]}.get(task, [])
     r = run_script(
-        task, out, "--steps", "3", "--export", "--precision", "fp32", "--eval-every", "0"
+        task, out, "--steps", "3", "--export", "--precision", "fp32", "--eval-every", "0", *shorter
     )
     assert r.returncode == 0, r.stderr
     inputs = {
@@ -148,6 +149,11 @@ def test_predict_from_checkpoint_and_export_agree(task, tmp_path):
         ]
     else:
         assert a.stdout == b.stdout
-    bad = predict(task, str(tmp_path / "nope"), stdin="")
-    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
     assert read_metrics(out)[-1]["event"] == "done"
+
+
+def test_predict_without_a_checkpoint_is_one_error_line(tmp_path):
+    bad = predict("textcls", str(tmp_path / "nope"), stdin="")
+    assert (
+        bad.returncode == 2 and bad.stderr == f"error: checkpoint not found: {tmp_path / 'nope'}\n"
+    )
