@@ -17,6 +17,7 @@ import importlib.resources
 import io
 import json
 import math
+import posixpath
 import re
 import tarfile
 import time
@@ -398,7 +399,10 @@ def run_command(python: str, script_path: str, out_dir: str, spec: RunSpec) -> l
     """The argv of the training process; torchrun (as a module) for more than one process."""
     launcher = [python]
     if spec.nproc > 1:
-        launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+        # torchrun via the bundled ddp_launch.py, which leaves SIGTERM to the ranks so a
+        # stopped run checkpoints and exits 0 (plain torchrun exits 1 with a traceback)
+        launch = posixpath.join(posixpath.dirname(script_path), "ddp_launch.py")
+        launcher += [launch, "--standalone", "--nproc_per_node"]
         launcher.append(str(spec.nproc))
     return [*launcher, script_path, "--out", out_dir, *spec.args]
 

@@ -246,6 +246,41 @@ def test_stop_run_checkpoints_and_ends_stopped(bed: HostService, torch_container
         stop_run(bed, "cls-long")
 
 
+@pytest.mark.parametrize(
+    ("name", "nproc", "extra"),
+    [("lm-workers", 1, ("--workers", "2")), ("lm-ddp", 2, ())],
+)
+def test_stop_run_with_dataloader_workers_or_torchrun_checkpoints_the_current_step(
+    bed: HostService, torch_container: str, name: str, nproc: int, extra: tuple[str, ...]
+) -> None:
+    """stop-run signals the whole process group: DataLoader workers must not die first, and
+    torchrun (whose ranks run in sessions of their own) must hand the stop to the ranks."""
+    args = (
+        "--steps", "100000", "--log-every", "1", "--eval-every", "0", "--ckpt-every", "0",
+        "--layers", "1", "--dim", "32", "--heads", "2", "--seq-len", "32", "--batch-size", "4",
+        *extra,
+    )  # fmt: skip
+    submit(bed, torch_container, RunSpec("lm", args, nproc=nproc, name=name))
+    follow_until(bed, name, "step 3/")
+    result = stop_run(bed, name, grace=60)
+    assert result.outcome == "terminated", result.message
+    run = wait_for_run(bed, name, lambda r: r.state.finished)
+    assert run.state is RunState.STOPPED and run.exit_code == 0, run.log_tail
+    assert not any("Traceback" in line or "killed by signal" in line for line in run.log_tail)
+    records = [json.loads(x) for x in Path(run.dir, "metrics.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in records[-2:]] == ["ckpt", "done"]
+    last_train = [r["step"] for r in records if r["event"] == "train"][-1]
+    # the checkpoint is of the step the run was at (not rounded to a check interval)
+    assert records[-2]["step"] == records[-1]["step"] == last_train >= 3
+    ckpt = f"{run.container_dir}/ckpt/step_{last_train:08d}.pt"
+    resumed_args = (*args[2:], "--steps", str(last_train + 2), "--resume", ckpt)
+    submit(bed, torch_container, RunSpec("lm", resumed_args, nproc=nproc, name=f"{name}-2"))
+    again = wait_for_run(bed, f"{name}-2", lambda r: r.state.finished)
+    assert again.state is RunState.SUCCEEDED, again.log_tail
+    steps = [json.loads(x) for x in Path(again.dir, "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in steps if r["event"] == "train"] == [last_train + 1, last_train + 2]
+
+
 def test_bad_submissions_leave_nothing_behind(
     bed: HostService, torch_container: str, docker_client: Any, tmp_path: Path
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import pytest
@@ -12,7 +13,9 @@ from tests.scripts.util import SCRIPTS
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(SCRIPTS))
 import lm  # noqa: E402
+import recsys  # noqa: E402
 import traincore  # noqa: E402
+import trainperf  # noqa: E402
 import translate  # noqa: E402
 
 
@@ -37,6 +40,29 @@ def test_gpt_is_causal_and_vocab_padded():
 def test_mfu_flops_formula():
     # 6N + 12 * L * H * Q * T
     assert traincore.gpt_flops_per_token(1000, 2, 3, 4, 5) == 6 * 1000 + 12 * 2 * 3 * 4 * 5
+
+
+@pytest.mark.parametrize(
+    ("name", "tflops"),
+    [  # names as torch.cuda.get_device_name() reports them; NVIDIA datasheet dense bf16
+        ("NVIDIA H100 80GB HBM3", 989),
+        ("NVIDIA H100 PCIe", 756),
+        ("NVIDIA H100 NVL", 835),
+        ("NVIDIA H200", 989),
+        ("NVIDIA A100-SXM4-80GB", 312),
+        ("NVIDIA A100 80GB PCIe", 312),
+        ("NVIDIA L40", 181),
+        ("NVIDIA L40S", 362),
+        ("NVIDIA L4", 121),
+        ("NVIDIA RTX 6000 Ada Generation", 364.2),
+        ("Tesla T4", 65),
+        ("NVIDIA GeForce GTX 1080", None),
+        ("NVIDIA H100 something new", None),
+    ],
+)
+def test_peak_flops_matches_exact_product_names(name, tflops):
+    got = trainperf.peak_for_name(name)
+    assert (got / 1e12 if got else None) == (pytest.approx(tflops) if tflops else None)
 
 
 def test_beam_size_one_equals_greedy():
@@ -119,3 +145,41 @@ def test_out_of_memory_is_one_line_with_advice(tmp_path, capsys):
     assert len(err) == 1 and "smaller --batch-size" in err[0] and "Traceback" not in err[0]
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["event"] == "error" and "--batch-size 4" in last["message"]
+
+
+def _reference_hr_ndcg(scores: list[list[float]], targets: list[int], k: int):
+    """Sort each row (argsort), ties placed in front of the target (pessimistic)."""
+    hits = ndcg = 0.0
+    for row, t in zip(scores, targets, strict=True):
+        order = sorted(range(len(row)), key=lambda j: (-row[j], j == t))
+        rank = order.index(t)
+        if rank < k:
+            hits += 1
+            ndcg += 1 / math.log2(rank + 2)
+    return hits, ndcg
+
+
+@pytest.mark.parametrize("levels", [3, 1000])  # heavily tied and mostly distinct scores
+def test_recsys_hr_ndcg_match_argsort_reference_with_pessimistic_ties(levels):
+    g = torch.Generator().manual_seed(levels)
+    scores = torch.randint(levels, (64, 50), generator=g).float()
+    scores[:, 0] = -math.inf  # padding column, as in evaluate
+    targets = torch.randint(1, 50, (64,), generator=g)
+    hits, ndcg = recsys.rank_metrics(scores, targets, 10)
+    want_hits, want_ndcg = _reference_hr_ndcg(scores.tolist(), targets.tolist(), 10)
+    assert hits == want_hits
+    assert ndcg == pytest.approx(want_ndcg, rel=1e-6)
+
+
+def test_recsys_constant_model_scores_nothing():
+    scores = torch.zeros(8, 100)
+    assert recsys.rank_metrics(scores, torch.arange(8) + 1, 10) == (0.0, 0.0)
+
+
+def test_recsys_scores_in_fp32_under_bf16_autocast():
+    torch.manual_seed(0)
+    model = recsys.SASRec(30, tiny_args()).eval()
+    x = torch.randint(1, 31, (4, 16))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        s = model.last_scores(x)
+    assert s.dtype == torch.float32 and s.shape == (4, 31)

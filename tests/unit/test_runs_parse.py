@@ -179,9 +179,9 @@ def test_commands_quote_everything() -> None:
     outer = launch_argv("/workspace/runs/r", inner)
     assert outer[:2] == ["sh", "-c"] and "setsid nohup sh -c" in outer[2]
     assert shell.split(outer[2])[:2] == ["cd", "/workspace/runs/r"]
-    multi = run_command("py", "s.py", "/o", RunSpec("lm", nproc=4))
-    assert multi[:6] == ["py", "-m", "torch.distributed.run", "--standalone",
-                         "--nproc_per_node", "4"]  # fmt: skip
+    multi = run_command("py", "/ws/s/lm.py", "/o", RunSpec("lm", nproc=4))
+    assert multi[:6] == ["py", "/ws/s/ddp_launch.py", "--standalone",
+                         "--nproc_per_node", "4", "/ws/s/lm.py"]  # fmt: skip
 
 
 # ------------------------------------------------------------------------- logs

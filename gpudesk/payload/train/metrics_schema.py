@@ -82,6 +82,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "ndcg10": (_NUM, "recsys: NDCG at 10 in [0, 1]"),
     # ckpt
     "path": (_STR, "checkpoint file written"),
+    "seconds": (_NUM, "ckpt: wall time to write the checkpoint (sizes stop-run's grace)"),
     # done / error
     "reason": (_STR, "done: one of DONE_REASONS"),
     "message": (_STR, "error: one-line description, same as on stderr"),

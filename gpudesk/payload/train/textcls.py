@@ -23,6 +23,7 @@ from textutil import BOS, PAD, DataError
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
+HF_LR = 3e-5  # default peak lr with --hf-model (BERT-style fine-tuning uses 2e-5..5e-5)
 
 
 class Classifier(nn.Module):
@@ -80,6 +81,14 @@ def synthetic_examples(n: int, seed: int) -> list[tuple[str, str]]:
     return out
 
 
+def default_lr(args: argparse.Namespace) -> float:
+    """--lr if given; else 1e-3 from scratch, HF_LR when fine-tuning (a pretrained model
+    wants a far smaller step)."""
+    if args.lr is not None:
+        return float(args.lr)
+    return HF_LR if args.hf_model else 1e-3
+
+
 def require_transformers() -> None:
     try:
         import transformers  # noqa: F401
@@ -96,7 +105,7 @@ class TextCls(traincore.Task):
     defaults = dict(
         data=str(HERE / "data" / "intents.tsv"),
         steps=300,
-        lr=1e-3,
+        lr=None,  # 1e-3, or HF_LR with --hf-model (see setup)
         eval_every=100,
         ckpt_every=100,
         batch_size=32,
@@ -104,15 +113,18 @@ class TextCls(traincore.Task):
     model_args = ("layers", "heads", "dim", "max_len", "tokenizer", "hf_model")
 
     def add_args(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--tokenizer", choices=("byte", "char"), default="byte")
+        p.add_argument("--tokenizer", default="byte", help=textutil.TOKENIZER_HELP)
         p.add_argument("--max-len", type=int, default=96, help="tokens per text (padded)")
         p.add_argument("--layers", type=int, default=4)
         p.add_argument("--heads", type=int, default=4)
         p.add_argument("--dim", type=int, default=256)
         p.add_argument("--val-frac", type=float, default=0.15)
         p.add_argument("--hf-model", help="local Hugging Face checkpoint dir to fine-tune")
+        p.add_argument("--text-field", default="text", help="JSONL key / CSV-TSV header name")
+        p.add_argument("--label-field", default="label", help="JSONL key / CSV-TSV header name")
 
     def setup(self, args: argparse.Namespace, meta: dict | None) -> dict:
+        args.lr = default_lr(args)
         if args.hf_model:
             require_transformers()
             if not Path(args.hf_model).is_dir():
@@ -120,9 +132,11 @@ class TextCls(traincore.Task):
         if args.synthetic:
             train, val = textutil.split_holdout(synthetic_examples(3000, args.seed), 0.1, 0)
         else:
-            train = textutil.read_pairs(args.data, ("text", "label"))
+            fields = (args.text_field, args.label_field)
+            train = textutil.read_pairs(args.data, fields, args.header)
+            textutil.check_labels(args.data, train)
             if args.val:
-                val = textutil.read_pairs(args.val, ("text", "label"))
+                val = textutil.read_pairs(args.val, fields, args.header)
             else:
                 train, val = textutil.split_holdout(train, args.val_frac, args.seed)
         labels = meta["labels"] if meta else sorted({lab for _, lab in train})
@@ -134,43 +148,53 @@ class TextCls(traincore.Task):
                         f"unknown label {lab!r} in {split} data; known labels: " + ", ".join(labels)
                     )
         self.labels = labels
-        seq = args.max_len
+        tok_state = self.setup_tokenizer(args, meta, (t for t, _ in train))
+        for name, rows in (("train_set", train), ("val_set", val)):
+            ids, attn = self.encode([t for t, _ in rows], note=True)
+            y = torch.tensor([index[lab] for _, lab in rows])
+            setattr(self, name, traincore.TensorSet(ids, attn, y))
+        self.tokens_per_sample = args.max_len
+        return {"labels": labels, "tokenizer": tok_state}
+
+    def setup_tokenizer(self, args: argparse.Namespace, meta: dict | None, texts) -> dict:
+        self.max_len, self.hf_tok, self.vocab = args.max_len, None, 0
         if args.hf_model:
             from transformers import AutoTokenizer
 
-            tok = AutoTokenizer.from_pretrained(args.hf_model, local_files_only=True)
+            self.hf_tok = AutoTokenizer.from_pretrained(args.hf_model, local_files_only=True)
+            return {"kind": "hf-model"}
+        self.tok = (
+            textutil.tokenizer_from_state(meta["tokenizer"])
+            if meta
+            else textutil.make_tokenizer(args.tokenizer, texts)
+        )
+        self.vocab = self.tok.vocab_size
+        return self.tok.state()
 
-            def encode(rows: list) -> tuple[torch.Tensor, torch.Tensor]:
-                enc = tok(
-                    [t for t, _ in rows],
-                    padding="max_length",
-                    truncation=True,
-                    max_length=seq,
-                    return_tensors="pt",
-                )
-                return enc["input_ids"], enc["attention_mask"]
-
-            tok_state: dict = {"kind": "hf"}
-            self.vocab = 0
-        else:
-            tk = (
-                textutil.tokenizer_from_state(meta["tokenizer"])
-                if meta
-                else textutil.make_tokenizer(args.tokenizer, (t for t, _ in train))
+    def encode(self, texts: list[str], note: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, attention mask), both (len(texts), --max-len); BOS first, padded or cut."""
+        seq = self.max_len
+        if self.hf_tok is not None:
+            enc = self.hf_tok(
+                texts, padding="max_length", truncation=True, max_length=seq, return_tensors="pt"
             )
+            return enc["input_ids"], enc["attention_mask"]
+        ids = [[BOS, *self.tok.encode(t)] for t in texts]
+        if note:
+            self.note(textutil.truncation_note(map(len, ids), seq, "texts"))
+        t = torch.tensor([textutil.pad_to(e, seq) for e in ids])
+        return t, (t != PAD).long()
 
-            def encode(rows: list) -> tuple[torch.Tensor, torch.Tensor]:
-                ids = torch.tensor([textutil.pad_to([BOS, *tk.encode(t)], seq) for t, _ in rows])
-                return ids, (ids != PAD).long()
+    def setup_predict(self, args: argparse.Namespace, meta: dict) -> None:
+        self.labels = meta["labels"]
+        self.setup_tokenizer(args, meta, ())
 
-            tok_state = tk.state()
-            self.vocab = tk.vocab_size
-        for name, rows in (("train_set", train), ("val_set", val)):
-            ids, attn = encode(rows)
-            y = torch.tensor([index[lab] for _, lab in rows])
-            setattr(self, name, traincore.TensorSet(ids, attn, y))
-        self.tokens_per_sample = seq
-        return {"labels": labels, "tokenizer": tok_state}
+    def predict(self, model: nn.Module, lines: list[str], args, device) -> list[str]:
+        """``label<TAB>probability`` per line of text."""
+        ids, attn = self.encode(lines)
+        probs = model(ids.to(device), attn.to(device)).float().softmax(-1)
+        p, k = probs.max(-1)
+        return [f"{self.labels[i]}\t{q:.4f}" for i, q in zip(k.tolist(), p.tolist(), strict=True)]
 
     def build_model(self, args: argparse.Namespace) -> nn.Module:
         if args.hf_model:
@@ -179,24 +203,29 @@ class TextCls(traincore.Task):
 
     def loss(self, model: nn.Module, batch: tuple) -> torch.Tensor:
         ids, attn, y = batch
-        return F.cross_entropy(model(ids, attn).float(), y)
+        return F.cross_entropy(model(ids, attn).float(), y, reduction="sum")
 
     def example_inputs(self, batch: tuple) -> tuple:
         return batch[0], batch[1]
 
-    def evaluate(self, model: nn.Module, raw: nn.Module, batches: list, amp) -> dict:
+    def evaluate(self, model: nn.Module, raw: nn.Module, batches, amp) -> dict:
         gold: list[int] = []
         pred: list[int] = []
         loss_sum = 0.0
-        for (ids, attn, y), n in batches:
+        for (ids, attn, y), n, _ in batches:
             with amp():
                 logits = model(ids, attn).float()[:n]
             loss_sum += F.cross_entropy(logits, y[:n], reduction="sum").item()
             gold += y[:n].tolist()
             pred += logits.argmax(-1).tolist()
+        return {"loss": loss_sum, "gold": gold, "pred": pred}
+
+    def merge_eval(self, parts: list[dict]) -> dict:
+        r = traincore.add_parts(parts)
+        gold, pred = r["gold"], r["pred"]
         acc = sum(g == p for g, p in zip(gold, pred, strict=True)) / len(gold)
         return {
-            "val_loss": loss_sum / len(gold),
+            "val_loss": r["loss"] / len(gold),
             "accuracy": acc,
             "macro_f1": textutil.macro_f1(gold, pred),
         }

@@ -7,22 +7,20 @@ the LR schedule, resumable sampling, atomic checkpoints, SIGTERM handling, metri
 MFU, torch.export and the error policy (one line on stderr, an ``error`` metrics line and a
 non-zero exit code; see metrics_schema for the codes).
 
-Only torch and the sibling modules are imported; scripts run as plain files in containers.
+The pieces live in sibling modules (trainbase: task API and sampler; trainopts: options,
+optimizer, schedule; trainio: metrics and checkpoint files; trainperf: throughput and MFU;
+traindist: collectives); this module holds the ``Trainer`` and ``main``. Only torch and the
+sibling modules are imported; scripts run as plain files in containers.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import math
 import os
-import pickle
 import random
 import signal
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,311 +31,39 @@ from textutil import DataError
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
 from torch.utils.data import DataLoader
+from trainbase import (
+    EXIT_BAD_INPUT,
+    EXIT_OOM,
+    StepSampler,
+    Task,
+    TensorSet,
+    UserError,
+    add_parts,
+    identity,
+)
+from trainckpt import CheckpointMixin
+from traindist import all_gather_pickled
+from traineval import EvalMixin
+from trainio import CKPT_DIR, Metrics, atomic_save, default_out, load_checkpoint, resolve_resume
+from trainopts import build_parser, check_args, lr_at, make_optimizer
+from trainperf import Throughput, gpt_flops_per_token, peak_flops
+from trainpredict import predict_main
 
-EXIT_BAD_INPUT = 2
-EXIT_OOM = 3
-CKPT_FORMAT = 1
-CKPT_DIR = "ckpt"
-WARMUP_ITERS = 3  # steps excluded from throughput/MFU averages (compile, allocator warm-up)
-
-# Dense bf16 tensor-core peak FLOP/s per GPU, matched by substring of the device name.
-PEAK_BF16_FLOPS = {
-    "H200": 989e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 70e12,
-    "L4": 121e12,
-}
-
-
-def all_gather_pickled(obj: Any, device: torch.device) -> list[Any]:
-    """Every rank's ``obj``, in rank order.
-
-    torch's ``all_gather_object`` goes through NumPy, which the containers need not have;
-    this sends the pickled bytes as uint8 tensors instead.
-    """
-    data = pickle.dumps(obj)
-    payload = torch.tensor(list(data), dtype=torch.uint8, device=device)
-    size = torch.tensor([payload.numel()], dtype=torch.long, device=device)
-    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, size)
-    longest = int(max(int(s.item()) for s in sizes))
-    padded = torch.zeros(longest, dtype=torch.uint8, device=device)
-    padded[: payload.numel()] = payload
-    chunks = [torch.zeros_like(padded) for _ in sizes]
-    dist.all_gather(chunks, padded)
-    return [
-        pickle.loads(bytes(chunk[: int(n.item())].cpu().tolist()))
-        for chunk, n in zip(chunks, sizes, strict=True)
-    ]
+__all__ = [
+    "StepSampler",
+    "Task",
+    "TensorSet",
+    "Trainer",
+    "UserError",
+    "add_parts",
+    "atomic_save",
+    "gpt_flops_per_token",
+    "lr_at",
+    "main",
+]
 
 
-class UserError(Exception):
-    """A problem with the input or configuration: one line on stderr, exit code 2."""
-
-
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, flops in PEAK_BF16_FLOPS.items():
-        if key in name:
-            return flops
-    return None
-
-
-def gpt_flops_per_token(n_params: int, layers: int, heads: int, head_dim: int, seq: int) -> float:
-    """PaLM appendix B / nanoGPT: 6N + 12·L·H·Q·T FLOPs per token (forward + backward)."""
-    return 6 * n_params + 12 * layers * heads * head_dim * seq
-
-
-class Task:
-    """Base class of a task script. Subclasses set ``name`` and implement the hooks."""
-
-    name = ""
-    description = ""
-    defaults: dict[str, Any] = {}
-    model_args: tuple[str, ...] = ()  # args restored from a checkpoint on --resume
-    eval_batches: int | None = None  # default cap on validation batches (None: all)
-    tokens_per_sample = 1
-    train_set: Any = None  # dataset with __len__ and __getitems__(list[int]) -> tuple
-    val_set: Any = None
-
-    def add_args(self, p: argparse.ArgumentParser) -> None:
-        pass
-
-    def setup(self, args: argparse.Namespace, meta: dict | None) -> dict:
-        """Load or synthesise data, fill train_set/val_set; return metadata for checkpoints.
-
-        ``meta`` is the checkpoint's metadata on --resume (reuse its vocabulary/labels)."""
-        raise NotImplementedError
-
-    def build_model(self, args: argparse.Namespace) -> nn.Module:
-        raise NotImplementedError
-
-    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        raise NotImplementedError
-
-    def evaluate(self, model: nn.Module, raw: nn.Module, batches: list, amp: Any) -> dict:
-        """Return {"val_loss": ..., task metrics...}. ``batches`` holds (batch, n_valid)."""
-        raise NotImplementedError
-
-    def example_inputs(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        """Positional inputs of ``model.forward`` for torch.export."""
-        return (batch[0],)
-
-    def flops_per_token(self, raw: nn.Module) -> float | None:
-        return None
-
-
-class TensorSet:
-    """A dataset of equally long tensors with batched indexing (``__getitems__``)."""
-
-    def __init__(self, *tensors: torch.Tensor):
-        self.tensors = tensors
-
-    def __len__(self) -> int:
-        return len(self.tensors[0])
-
-    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, ...]:
-        i = torch.as_tensor(idx)
-        return tuple(t[i] for t in self.tensors)
-
-
-def _identity(batch: Any) -> Any:
-    return batch
-
-
-class StepSampler:
-    """Deterministic, resumable batch sampler.
-
-    Micro-batch ``m`` of the run is a fixed function of (seed, m): an epoch-wise permutation
-    sliced into global batches, each rank taking every world_size-th index. Resuming only
-    needs the micro-batch counter, which is derived from the optimizer step."""
-
-    def __init__(self, n: int, batch: int, rank: int, world: int, seed: int, *, start: int):
-        self.n, self.batch, self.rank, self.world = n, batch, rank, world
-        self.seed, self.start = seed, start
-        self._perm_epoch, self._perm = -1, torch.empty(0)
-
-    def indices(self, m: int) -> list[int]:
-        g = self.batch * self.world
-        if self.n >= g:
-            per_epoch = self.n // g
-            epoch, k = divmod(m, per_epoch)
-            if epoch != self._perm_epoch:
-                gen = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-                self._perm, self._perm_epoch = torch.randperm(self.n, generator=gen), epoch
-            idx = self._perm[k * g : (k + 1) * g]
-        else:  # tiny data set: sample with replacement
-            gen = torch.Generator().manual_seed(self.seed * 7919 + m)
-            idx = torch.randint(self.n, (g,), generator=gen)
-        return idx[self.rank :: self.world].tolist()
-
-    def __iter__(self) -> Iterator[list[int]]:
-        m = self.start
-        while True:
-            yield self.indices(m)
-            m += 1
-
-
-class Metrics:
-    """Appends schema-conformant JSON lines to <out>/metrics.jsonl (rank 0 only)."""
-
-    def __init__(self, path: Path | None, common: dict):
-        self.path, self.common = path, common
-        self.file = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115
-
-    def write(self, event: str, step: int, epoch: float, **fields: Any) -> None:
-        if self.file is None:
-            return
-        rec = {"ts": round(time.time(), 3), "step": step, "epoch": round(epoch, 4)}
-        fields = {
-            k: None if isinstance(v, float) and not math.isfinite(v) else v
-            for k, v in fields.items()
-        }
-        rec |= {"event": event, **self.common, **fields}
-        self.file.write(json.dumps(rec, ensure_ascii=False, allow_nan=False) + "\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-
-
-def build_parser(task: Task) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"{task.name}.py",
-        description=task.description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    g = p.add_argument_group("data")
-    g.add_argument("--data", help="training data file")
-    g.add_argument("--val", help="validation file (default: hold out part of --data)")
-    g.add_argument("--synthetic", action="store_true", help="generate data (smoke/bench)")
-    g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=1000, help="optimizer steps")
-    g.add_argument("--batch-size", type=int, default=32, help="micro-batch per process")
-    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
-    g.add_argument("--lr", type=float, default=3e-4, help="peak learning rate")
-    g.add_argument("--min-lr-ratio", type=float, default=0.1, help="final lr / peak lr")
-    g.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 10%%)")
-    g.add_argument("--weight-decay", type=float, default=0.01)
-    g.add_argument("--clip", type=float, default=1.0, help="gradient clipping (0: off)")
-    g.add_argument("--dropout", type=float, default=0.1)
-    g.add_argument(
-        "--precision",
-        choices=precision_choice.CHOICES,
-        default=precision_choice.AUTO,
-        help="auto: bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 on CPU",
-    )
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--seed", type=int, default=1337)
-    g.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    g = p.add_argument_group("logging and checkpoints")
-    g.add_argument("--out", help="run directory (default $GPUDESK_RUN or ./runs/<time>)")
-    g.add_argument("--log-every", type=int, default=10)
-    g.add_argument("--eval-every", type=int, default=200, help="0: only at the end")
-    g.add_argument("--eval-batches", type=int, default=task.eval_batches)
-    g.add_argument("--ckpt-every", type=int, default=500, help="0: only at the end")
-    g.add_argument("--keep", type=int, default=3, help="checkpoints to keep")
-    g.add_argument(
-        "--resume",
-        nargs="?",
-        const="auto",
-        help="checkpoint file or run dir to continue from (no value: latest in --out)",
-    )
-    g.add_argument("--export", action="store_true", help="torch.export the final model")
-    g = p.add_argument_group(task.name)
-    task.add_args(g)
-    p.set_defaults(**task.defaults)
-    return p
-
-
-def default_out() -> Path:
-    run = os.environ.get("GPUDESK_RUN")
-    if run:
-        return Path("/workspace/runs") / run
-    return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-
-
-def list_checkpoints(out: Path) -> list[Path]:
-    return sorted((out / CKPT_DIR).glob("step_*.pt"))
-
-
-def resolve_resume(spec: str, out: Path | None) -> Path:
-    if spec == "auto":
-        if out is None:
-            raise UserError("--resume without a path needs --out")
-        path = out
-    else:
-        path = Path(spec)
-    if path.is_dir():
-        ckpts = list_checkpoints(path) or sorted(path.glob("step_*.pt"))
-        if not ckpts:
-            raise UserError(f"no checkpoint found in {path}")
-        return ckpts[-1]
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    return path
-
-
-def load_checkpoint(path: Path, task: str) -> dict:
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"cannot read checkpoint {path}: {msg}") from None
-    if not isinstance(ck, dict) or "task" not in ck or ck.get("format") != CKPT_FORMAT:
-        raise UserError(f"{path} is not a gpudesk training checkpoint")
-    if ck["task"] != task:
-        raise UserError(
-            f"checkpoint {path} was written by task {ck['task']!r}, not {task!r}; "
-            f"resume it with {ck['task']}.py"
-        )
-    return ck
-
-
-def atomic_save(obj: Any, path: Path, saver: Any = torch.save) -> None:
-    """Write to a temporary file in the same directory, fsync, then os.replace."""
-    tmp = path.with_name("tmp-" + path.name)  # keeps the suffix (.pt2)
-    try:
-        saver(obj, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def make_optimizer(model: nn.Module, args: argparse.Namespace, device: torch.device):
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": args.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(
-        groups, lr=args.lr, betas=(0.9, 0.95), fused=device.type == "cuda" or None
-    )
-
-
-def lr_at(step: int, args: argparse.Namespace) -> float:
-    """Linear warm-up then cosine decay to lr * min_lr_ratio (step is 0-based)."""
-    warm = args.warmup if args.warmup is not None else max(1, min(100, args.steps // 10))
-    if step < warm:
-        return args.lr * (step + 1) / warm
-    frac = (step - warm) / max(1, args.steps - warm)
-    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * cos)
-
-
-class Trainer:
+class Trainer(CheckpointMixin, EvalMixin):
     def __init__(self, task: Task, args: argparse.Namespace):
         self.task, self.args = task, args
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -423,108 +149,9 @@ class Trainer:
         }
         self.metrics = Metrics(out / "metrics.jsonl" if self.is_main else None, common)
 
-    # ----------------------------------------------------------------- checkpoints
-    def epoch(self, step: int | None = None) -> float:
-        s = self.step if step is None else step
-        n = max(1, len(self.task.train_set)) if self.task.train_set is not None else 1
-        return s * self.args.grad_accum * self.args.batch_size * self.world / n
-
-    def rng_state(self) -> dict:
-        st: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-        if self.device.type == "cuda":
-            st["cuda"] = torch.cuda.get_rng_state(self.device)
-        return st
-
-    def save_checkpoint(self) -> None:
-        rngs = [self.rng_state()]
-        if self.world > 1:
-            rngs = all_gather_pickled(self.rng_state(), self.device)
-        if self.is_main:
-            a = self.args
-            ck = {
-                "format": CKPT_FORMAT,
-                "task": self.task.name,
-                "step": self.step,
-                "model": self.raw.state_dict(),
-                "optim": self.opt.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler else None,
-                "meta": self.meta,
-                "model_args": {k: getattr(a, k) for k in self.task.model_args},
-                "rng": rngs,
-                "world_size": self.world,
-                "args": {k: v for k, v in vars(a).items() if isinstance(v, int | float | str)},
-            }
-            path = self.out / CKPT_DIR / f"step_{self.step:08d}.pt"
-            atomic_save(ck, path)
-            for old in list_checkpoints(self.out)[: -max(1, a.keep)]:
-                old.unlink(missing_ok=True)
-            self.metrics.write("ckpt", self.step, self.epoch(), path=str(path))
-            self.log(f"checkpoint {path}")
-        if self.world > 1:
-            dist.barrier()
-
-    def restore_rng(self, ck: dict) -> None:
-        rngs = ck["rng"]
-        if ck.get("world_size") != self.world or len(rngs) != self.world:
-            self.log("note: world size changed since the checkpoint; RNG streams re-seeded")
-            return
-        st = rngs[self.rank]
-        torch.set_rng_state(st["torch"])
-        random.setstate(st["python"])
-        if "cuda" in st and self.device.type == "cuda":
-            torch.cuda.set_rng_state(st["cuda"], self.device)
-
-    # ----------------------------------------------------------------- main loop
-    def on_sigterm(self, signum: int, frame: Any) -> None:
-        self.stop_requested = True
-
-    def should_stop(self) -> bool:
-        if self.world == 1:
-            return self.stop_requested
-        # all ranks must agree; a collective every step would stall the GPU queue, so
-        # ranks compare flags every 10 steps (and on the first step of the run)
-        if self.step % 10 and self.step != self._first_step:
-            return False
-        flag = torch.tensor([float(self.stop_requested)], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
-
-    def to_device(self, batch: tuple) -> tuple:
-        nb = self.device.type == "cuda"
-        return tuple(t.to(self.device, non_blocking=nb) for t in batch)
-
-    def val_batches(self) -> list:
-        vs, b = self.task.val_set, self.args.batch_size
-        n = len(vs)
-        limit = self.args.eval_batches
-        out = []
-        for start in range(0, n, b):
-            if limit is not None and len(out) >= limit:
-                break
-            idx = list(range(start, min(n, start + b)))
-            valid = len(idx)
-            idx += [idx[0]] * (b - valid)  # fixed shapes: pad the last batch
-            out.append((self.to_device(vs.__getitems__(idx)), valid))
-        return out
-
-    def run_eval(self) -> None:
-        if self.is_main:
-            self.model.eval()
-            with torch.no_grad():
-                res = self.task.evaluate(self.model, self.raw, self.val_batches(), self.amp)
-            self.model.train()
-            res = {k: float(v) for k, v in res.items()}
-            self.metrics.write("eval", self.step, self.epoch(), **res)
-            self.log(f"eval step {self.step}: " + " ".join(f"{k} {v:.4f}" for k, v in res.items()))
-        if self.world > 1:
-            dist.barrier()
-
-    def train(self) -> str:
+    def setup_model(self) -> None:
+        """Data, model and optimizer, restored from the checkpoint on --resume."""
         a, task = self.args, self.task
-        signal.signal(signal.SIGTERM, self.on_sigterm)
-        self.setup_device()
-        self.setup_out()
-        self.open_metrics(self.out)
         ck = load_checkpoint(self.resume_path, task.name) if self.resume_path else None
         if ck is not None:
             for k, v in ck["model_args"].items():
@@ -538,17 +165,7 @@ class Trainer:
         self.opt = make_optimizer(self.raw, a, self.device)
         torch.manual_seed(a.seed + 1000 * self.rank)  # per-rank dropout streams
         if ck is not None:
-            try:
-                self.raw.load_state_dict(ck["model"])
-                self.opt.load_state_dict(ck["optim"])
-            except (RuntimeError, ValueError, KeyError) as e:
-                msg = str(e).splitlines()[0]
-                raise UserError(f"checkpoint does not match the model: {msg}") from None
-            if self.scaler is not None and ck.get("scaler"):
-                self.scaler.load_state_dict(ck["scaler"])
-            self.step = int(ck["step"])
-            self.restore_rng(ck)
-            self.log(f"resumed from {self.resume_path} at step {self.step}")
+            self.restore(ck)
         n_params = sum(p.numel() for p in self.raw.parameters())
         self.log(
             f"{task.name}: {n_params / 1e6:.2f}M params, {len(task.train_set)} train / "
@@ -556,116 +173,92 @@ class Trainer:
             f"{self.precision}{' + compile' if self.compiled else ''}, out {self.out}"
         )
         self.model = torch.compile(self.raw) if a.compile else self.raw
-        train_model: nn.Module = self.model
+        self.train_model: nn.Module = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            train_model = DDP(self.model, device_ids=ids)
-        fpt = task.flops_per_token(self.raw)
-        peak = peak_flops(self.device)
+            self.train_model = DDP(self.model, device_ids=ids)
 
+    def make_loader(self) -> DataLoader:
+        a = self.args
         sampler = StepSampler(
-            len(task.train_set),
+            len(self.task.train_set),
             a.batch_size,
             self.rank,
             self.world,
             a.seed,
             start=self.step * a.grad_accum,
         )
-        loader = DataLoader(
-            task.train_set,
+        return DataLoader(
+            self.task.train_set,
             batch_sampler=sampler,
-            collate_fn=_identity,
+            collate_fn=identity,
             pin_memory=self.device.type == "cuda",
             num_workers=a.workers,
+            worker_init_fn=_worker_ignores_stop_signals,
             generator=torch.Generator(),  # its base-seed draw must not touch the global RNG
         )
-        batches = iter(loader)
-        cuda = self.device.type == "cuda"
-        if cuda:
+
+    # ----------------------------------------------------------------- checkpoints
+    def epoch(self, step: int | None = None) -> float:
+        s = self.step if step is None else step
+        n = max(1, len(self.task.train_set)) if self.task.train_set is not None else 1
+        return s * self.args.grad_accum * self.args.batch_size * self.world / n
+
+    # ----------------------------------------------------------------- main loop
+    def on_sigterm(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+
+    def setup_stop_group(self) -> None:
+        """A gloo group for the per-step agreement: with NCCL, a CPU all-reduce of two
+        numbers does not synchronise the GPU queue (under gloo: the default group)."""
+        self.stop_group = None
+        if self.world > 1 and self.device.type == "cuda":
+            self.stop_group = dist.new_group(backend="gloo")
+
+    def agree(self, micro: list[tuple]) -> tuple[bool, float]:
+        """Before every step, from the CPU batches: whether any rank got SIGTERM (so all
+        stop, and checkpoint, at the step they are at) and the global number of loss terms
+        of the step (see ``train_step``). One CPU all-reduce per step, no device sync."""
+        count = float(sum(int(self.task.loss_count(b)) for b in micro))
+        if self.world == 1:
+            return self.stop_requested, count
+        both = torch.tensor([float(self.stop_requested), count], dtype=torch.float64)
+        dist.all_reduce(both, op=dist.ReduceOp.SUM, group=self.stop_group)
+        return bool(both[0] > 0), float(both[1])
+
+    def train(self) -> str:
+        a = self.args
+        signal.signal(signal.SIGTERM, self.on_sigterm)
+        self.setup_device()
+        self.setup_stop_group()
+        self.setup_out()
+        self.open_metrics(self.out)
+        self.setup_model()
+        self.fpt = self.task.flops_per_token(self.raw)
+        self.peak = peak_flops(self.device)
+        if self.fpt and self.device.type == "cuda" and self.peak is None:
+            name = torch.cuda.get_device_name(self.device)
+            self.log(f"note: unknown peak FLOP/s for GPU {name!r}; MFU not reported")
+        batches = iter(self.make_loader())
+        if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        samples_per_step = a.batch_size * a.grad_accum * self.world
-        win_t, win_step = time.perf_counter(), self.step
-        first_step = self._first_step = self.step
+        self._first_step = self.step
+        self.meter = Throughput(self.device, self.step)
         last_eval = last_ckpt = -1
         reason = "completed"
         self.model.train()
         while self.step < a.steps:
-            if self.should_stop():
+            self.meter.step_started()
+            micro = [next(batches) for _ in range(a.grad_accum)]
+            stop, count = self.agree(micro)
+            if stop:
                 reason = "sigterm"
                 break
-            t_step = time.perf_counter()
-            lr = lr_at(self.step, a)
-            for grp in self.opt.param_groups:
-                grp["lr"] = lr
-            loss_sum = torch.zeros((), device=self.device)
-            for micro in range(a.grad_accum):
-                batch = self.to_device(next(batches))
-                sync = self.world == 1 or micro == a.grad_accum - 1
-                ctx = contextlib.nullcontext() if sync else train_model.no_sync()
-                with ctx:
-                    with self.amp():
-                        loss = task.loss(train_model, batch) / a.grad_accum
-                    if self.scaler is not None:
-                        self.scaler.scale(loss).backward()
-                    else:
-                        loss.backward()
-                loss_sum += loss.detach()
-            if self.scaler is not None:
-                self.scaler.unscale_(self.opt)
-            gnorm = torch.nn.utils.clip_grad_norm_(
-                self.raw.parameters(), a.clip if a.clip > 0 else float("inf")
-            )
-            if self.scaler is not None:
-                self.scaler.step(self.opt)
-                self.scaler.update()
-            else:
-                self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
-            self.step += 1
-            done_steps = self.step - first_step
-            if done_steps == WARMUP_ITERS and self.step % a.log_every:
-                if cuda:
-                    torch.cuda.synchronize()
-                win_t, win_step = time.perf_counter(), self.step
-            if self.step % a.log_every == 0 or self.step == a.steps:
-                if self.world > 1:
-                    dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
-                loss_v = loss_sum.item()  # synchronises the device
-                now = time.perf_counter()
-                n = self.step - win_step
-                elapsed = now - win_t
-                if done_steps <= WARMUP_ITERS or n <= 0:
-                    n, elapsed = 1, now - t_step
-                step_time = elapsed / n
-                sps = samples_per_step / step_time
-                tps = sps * task.tokens_per_sample
-                mfu = None
-                if fpt and peak:
-                    mfu = round(100 * fpt * tps / self.world / peak, 3)
-                mem = (
-                    round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3) if cuda else None
-                )
-                self.metrics.write(
-                    "train",
-                    self.step,
-                    self.epoch(),
-                    loss=loss_v,
-                    lr=lr,
-                    grad_norm=float(gnorm),
-                    tokens_per_s=round(tps, 1),
-                    samples_per_s=round(sps, 2),
-                    step_time_s=round(step_time, 5),
-                    mfu_pct=mfu,
-                    mem_gib=mem,
-                    total_steps=a.steps,
-                )
-                self.log(
-                    f"step {self.step}/{a.steps} loss {loss_v:.4f} lr {lr:.2e} "
-                    f"gnorm {float(gnorm):.2f} {tps:,.0f} tok/s {step_time * 1000:.1f} ms/step"
-                    + (f" mfu {mfu:.1f}%" if mfu is not None else "")
-                    + (f" mem {mem:.2f} GiB" if mem is not None else "")
-                )
-                win_t, win_step = time.perf_counter(), self.step
+            lr, loss_sum, gnorm = self.train_step(micro, count)
+            logging = self.step % a.log_every == 0 or self.step == a.steps
+            self.meter.step_done(self.step, logging)
+            if logging:
+                self.log_train(lr, loss_sum, gnorm)
             if a.eval_every and self.step % a.eval_every == 0:
                 self.run_eval()
                 last_eval = self.step
@@ -673,7 +266,7 @@ class Trainer:
                 self.save_checkpoint()
                 last_ckpt = self.step
             if self.step in (last_eval, last_ckpt):  # keep eval/ckpt time out of throughput
-                win_t, win_step = time.perf_counter(), self.step
+                self.meter.restart(self.step)
         if reason == "completed" and last_eval != self.step:
             self.run_eval()
         if last_ckpt != self.step:
@@ -682,29 +275,126 @@ class Trainer:
             self.export()
         return reason
 
-    def export(self) -> None:
-        """torch.export the eager model and check it reproduces eager outputs."""
-        self.raw.eval()
-        batch, _ = self.val_batches()[0]
-        inputs = self.task.example_inputs(batch)
-        with torch.no_grad():
-            ref = self.raw(*inputs)
-            ep = torch.export.export(self.raw, inputs)
-            got = ep.module()(*inputs)
-        if not torch.allclose(ref, got, rtol=1e-3, atol=1e-4):
-            err = (ref - got).abs().max().item()
-            raise UserError(f"exported program does not match eager outputs (max err {err:.3g})")
-        path = self.out / "model.pt2"
-        atomic_save(ep, path, saver=torch.export.save)
-        self.log(f"exported {path} (matches eager outputs)")
+    def train_step(self, micro: list[tuple], count: float) -> tuple[float, Any, Any]:
+        """One optimizer step over the ``grad_accum`` micro-batches; (lr, loss, grad norm).
+
+        Each micro-batch's summed loss is scaled by world / ``count`` (the loss terms of the
+        global batch); with DDP averaging gradients over ranks that is the mean over the
+        global batch, so b * accum * N trains exactly like one batch of that size for every
+        task, whatever the padding."""
+        a = self.args
+        lr = lr_at(self.step, a)
+        for grp in self.opt.param_groups:
+            grp["lr"] = lr
+        loss_sum = torch.zeros((), device=self.device)
+        scale = self.world / max(count, 1.0)
+        micro = [self.to_device(b) for b in micro]
+        for i, batch in enumerate(micro):
+            sync = self.world == 1 or i == a.grad_accum - 1
+            ctx = contextlib.nullcontext() if sync else self.train_model.no_sync()
+            with ctx:
+                with self.amp():
+                    loss = self.task.loss(self.train_model, batch) * scale
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+            loss_sum += loss.detach()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.opt)
+        gnorm = torch.nn.utils.clip_grad_norm_(
+            self.raw.parameters(), a.clip if a.clip > 0 else float("inf")
+        )
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.step += 1
+        return lr, loss_sum, gnorm
+
+    def log_train(self, lr: float, loss_sum: torch.Tensor, gnorm: torch.Tensor) -> None:
+        a = self.args
+        if self.world > 1:
+            dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
+        loss_v = loss_sum.item()  # synchronises the device
+        step_time = self.meter.step_time(self.step)
+        sps = a.batch_size * a.grad_accum * self.world / step_time
+        tps = sps * self.task.tokens_per_sample
+        mfu = None
+        if self.fpt and self.peak:
+            mfu = round(100 * self.fpt * tps / self.world / self.peak, 3)
+        cuda = self.device.type == "cuda"
+        mem = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3) if cuda else None
+        self.metrics.write(
+            "train",
+            self.step,
+            self.epoch(),
+            loss=loss_v,
+            lr=lr,
+            grad_norm=float(gnorm),
+            tokens_per_s=round(tps, 1),
+            samples_per_s=round(sps, 2),
+            step_time_s=round(step_time, 5),
+            mfu_pct=mfu,
+            mem_gib=mem,
+            total_steps=a.steps,
+        )
+        self.log(
+            f"step {self.step}/{a.steps} loss {loss_v:.4f} lr {lr:.2e} "
+            f"gnorm {float(gnorm):.2f} {tps:,.0f} tok/s {step_time * 1000:.1f} ms/step"
+            + (f" mfu {mfu:.1f}%" if mfu is not None else "")
+            + (" mfu unknown peak" if mfu is None and self.fpt and cuda else "")
+            + (f" mem {mem:.2f} GiB" if mem is not None else "")
+        )
+        self.meter.restart(self.step)
+
+
+def _worker_ignores_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM/SIGINT: ``gpudesk stop-run`` (and Ctrl-C) signal the
+    whole process group, and a worker killed mid-batch makes the main process fail before
+    it can checkpoint. The main process owns shutdown; workers exit with it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _failure(tr: Trainer, args: argparse.Namespace, e: BaseException) -> tuple[int, str]:
+    """Exit code and one-line message for an exception that ended the run."""
+    if isinstance(e, UserError | DataError):
+        return EXIT_BAD_INPUT, str(e)
+    if isinstance(e, torch.OutOfMemoryError):
+        return EXIT_OOM, (
+            f"out of GPU memory with --batch-size {args.batch_size}; try a smaller "
+            "--batch-size (raise --grad-accum to keep the global batch)"
+        )
+    import traceback
+
+    traceback.print_exception(e)
+    return 1, f"{type(e).__name__}: {e}".splitlines()[0]
+
+
+def _report_failure(tr: Trainer, args: argparse.Namespace, code: int, msg: str) -> None:
+    if tr.metrics.file is None and tr.is_main:
+        with contextlib.suppress(Exception):
+            tr.open_metrics(getattr(tr, "out", None) or Path(args.out or default_out()))
+    with contextlib.suppress(Exception):
+        tr.metrics.write("error", tr.step, tr.epoch(), message=msg)
+    if tr.is_main or code == EXIT_OOM:
+        prefix = "" if tr.is_main else f"[rank {tr.rank}] "
+        print(f"{prefix}error: {msg}", file=sys.stderr, flush=True)
 
 
 def main(task: Task, argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["predict"]:
+        predict_main(task, argv[1:])
+        return
     args = build_parser(task).parse_args(argv)
-    for name in ("steps", "batch_size", "grad_accum", "log_every", "keep"):
-        if getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
-            sys.exit(EXIT_BAD_INPUT)
+    problem = check_args(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
     if os.environ.get("GPUDESK_CHECK_ARGS"):
         # gpudesk submit's dry run: the arguments are valid; nothing else happens.
         sys.exit(0)
@@ -714,28 +404,9 @@ def main(task: Task, argv: list[str] | None = None) -> None:
         reason = tr.train()
         tr.metrics.write("done", tr.step, tr.epoch(), reason=reason)
         tr.log(f"done ({reason}) at step {tr.step}")
-    except (UserError, DataError) as e:
-        code, msg = EXIT_BAD_INPUT, str(e)
-    except torch.OutOfMemoryError:
-        code = EXIT_OOM
-        msg = (
-            f"out of GPU memory with --batch-size {args.batch_size}; try a smaller "
-            "--batch-size (raise --grad-accum to keep the global batch)"
-        )
     except Exception as e:
-        import traceback
-
-        traceback.print_exc()
-        code, msg = 1, f"{type(e).__name__}: {e}".splitlines()[0]
-    if code:
-        if tr.metrics.file is None and tr.is_main:
-            with contextlib.suppress(Exception):
-                tr.open_metrics(getattr(tr, "out", None) or Path(args.out or default_out()))
-        with contextlib.suppress(Exception):
-            tr.metrics.write("error", tr.step, tr.epoch(), message=msg)
-        if tr.is_main or code == EXIT_OOM:
-            prefix = "" if tr.is_main else f"[rank {tr.rank}] "
-            print(f"{prefix}error: {msg}", file=sys.stderr, flush=True)
+        code, msg = _failure(tr, args, e)
+        _report_failure(tr, args, code, msg)
     tr.metrics.close()
     if dist.is_available() and dist.is_initialized():
         with contextlib.suppress(Exception):
