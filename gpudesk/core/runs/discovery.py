@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpudesk.core import shell
+from gpudesk.core.containers.model import workspace_from_mounts
 from gpudesk.core.errors import ENGINE_ERRORS
 from gpudesk.core.flavours import label
 from gpudesk.core.runs.container import container_labels
@@ -25,7 +26,6 @@ from gpudesk.core.runs.model import (
     DETAIL_TAIL_BYTES,
     LIST_TAIL_BYTES,
     RUNS_DIR,
-    WORKSPACE,
     Run,
     RunError,
     derive_state,
@@ -62,10 +62,7 @@ def _workspaces(client: Any) -> list[_Workspace]:
     for c in found:
         labels = container_labels(c)
         path = labels.get(label("workspace"), "")
-        if not path:
-            for mount in c.attrs.get("Mounts") or []:
-                if mount.get("Destination") == WORKSPACE:
-                    path = str(mount.get("Source") or "")
+        path = path or workspace_from_mounts(c.attrs)
         if path:
             state = (c.attrs.get("State") or {}).get("Status") or c.status
             result.append(
