@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from gpudesk import __version__
 from gpudesk.cli import containers, hosts, runs, stats
-from gpudesk.cli.common import USER_ERRORS
+from gpudesk.core.errors import GpudeskError
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except USER_ERRORS as exc:
+    except GpudeskError as exc:
         print(f"gpudesk: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

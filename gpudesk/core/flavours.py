@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from gpudesk import __version__
 from gpudesk.core.archive import tar_bytes
+from gpudesk.core.errors import GpudeskError
 
 DEFAULT_BASE_IMAGE = "pytorch/pytorch:2.9.1-cuda12.8-cudnn9-devel"
 DEFAULT_USER = "dev"
@@ -30,7 +31,7 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
-class InvalidNameError(ValueError):
+class InvalidNameError(GpudeskError, ValueError):
     """A container or user name gpudesk will not use; the message says what is allowed."""
 
 

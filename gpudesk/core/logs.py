@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from gpudesk.core import shell
+from gpudesk.core.errors import GpudeskError
 
 DEFAULT_TAIL = 200
 DEFAULT_MAX_LINES = 10_000
@@ -27,7 +28,7 @@ FLUSH_LINES = 2_000
 BatchCallback = Callable[[list[str], int], None]
 
 
-class LogError(Exception):
+class LogError(GpudeskError):
     """A log could not be followed; the message is one sentence for the user."""
 
 

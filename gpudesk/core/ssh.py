@@ -20,6 +20,7 @@ from pathlib import Path
 import paramiko
 
 from gpudesk.core.config import Host, Paths, atomic_write
+from gpudesk.core.errors import GpudeskError
 
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 # OpenSSH's default MaxSessions is 10; leave room for the user's own `ssh` multiplexing.
@@ -59,7 +60,7 @@ class ConnStatus:
     key_type: str | None = None
 
 
-class SshError(Exception):
+class SshError(GpudeskError):
     """A connection problem; ``str(exc)`` is one sentence for the user."""
 
     state = ConnState.UNREACHABLE
