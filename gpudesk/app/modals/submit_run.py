@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from gpudesk.app.desk import Desk, desk_of
+from gpudesk.app.messages import Submitted
 from gpudesk.core import shell
 from gpudesk.core.runs import BUNDLED_SCRIPTS, Run, RunError, RunSpec, submit, validate_run_name
 
-if TYPE_CHECKING:
-    from gpudesk.app.app import GpudeskApp
-
 CUSTOM = "path"
 Submitter = Callable[[str, str, RunSpec], Run]
-
-
-class Submitted(Message):
-    def __init__(self, run: Run | None, error: str | None) -> None:
-        super().__init__()
-        self.run = run
-        self.error = error
 
 
 class SubmitRunModal(ModalScreen[str | None]):
@@ -46,8 +36,8 @@ class SubmitRunModal(ModalScreen[str | None]):
         self.busy = False
 
     @property
-    def gapp(self) -> GpudeskApp:
-        return cast("GpudeskApp", self.app)
+    def desk(self) -> Desk:
+        return desk_of(self)
 
     def compose(self) -> ComposeResult:
         options = [(name, name) for name in BUNDLED_SCRIPTS]
@@ -126,7 +116,7 @@ class SubmitRunModal(ModalScreen[str | None]):
             if self.submitter is not None:
                 run = self.submitter(self.host, self.container, spec)
             else:
-                run = submit(self.gapp.fleet.get(self.host), self.container, spec)
+                run = submit(self.desk.state.service(self.host), self.container, spec)
         except Exception as exc:
             self.post_message(Submitted(None, str(exc) or type(exc).__name__))
             return
