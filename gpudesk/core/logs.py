@@ -19,6 +19,7 @@ from typing import Any
 
 from gpudesk.core import shell
 from gpudesk.core.errors import GpudeskError
+from gpudesk.core.service import Service
 
 DEFAULT_TAIL = 200
 DEFAULT_MAX_LINES = 10_000
@@ -236,13 +237,15 @@ class _Opened:
             self.lines.close()
 
 
-def file_opener(service: Any, path: str, lines: int, follow: bool = True) -> Callable[[], Any]:
+def file_opener(service: Service, path: str, lines: int, follow: bool = True) -> Callable[[], Any]:
     """Open ``tail -n N [-F] path`` on the GPU host as one exec channel."""
     cmd = tail_command(path, lines, follow)
     return lambda: service.conn.open_lines(cmd)
 
 
-def container_opener(service: Any, name: str, lines: int, follow: bool = True) -> Callable[[], Any]:
+def container_opener(
+    service: Service, name: str, lines: int, follow: bool = True
+) -> Callable[[], Any]:
     def open_() -> _Opened:
         import docker.errors
 
@@ -258,7 +261,7 @@ def container_opener(service: Any, name: str, lines: int, follow: bool = True) -
     return open_
 
 
-def resolve(service: Any, target: LogTarget) -> LogTarget:
+def resolve(service: Service, target: LogTarget) -> LogTarget:
     """Fill in a run target's log path (on the GPU host) from its run folder."""
     if target.kind is not TargetKind.RUN or target.path:
         return target
@@ -269,7 +272,7 @@ def resolve(service: Any, target: LogTarget) -> LogTarget:
 
 
 def follower(
-    service: Any,
+    service: Service,
     target: LogTarget,
     on_batch: BatchCallback | None = None,
     *,
@@ -287,7 +290,7 @@ def follower(
     return LogFollower(opener, on_batch, max_lines=max(max_lines, tail))
 
 
-def read_tail(service: Any, target: LogTarget, lines: int = DEFAULT_TAIL) -> list[str]:
+def read_tail(service: Service, target: LogTarget, lines: int = DEFAULT_TAIL) -> list[str]:
     """The last ``lines`` lines, once, without following."""
     result = follower(service, target, tail=lines, follow=False, max_lines=max(1, lines))
     result.run()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from gpudesk.core.flavours import label
 from gpudesk.core.runs.container import container_labels, exec_in, get_container
 from gpudesk.core.runs.discovery import get_run
 from gpudesk.core.runs.model import Run, RunError, RunSpec
 from gpudesk.core.runs.submit import submit
+from gpudesk.core.service import Service
 
 _STOP_SCRIPT = r"""
 d=$1; grace=$2
@@ -34,7 +34,7 @@ class StopResult:
     message: str
 
 
-def stop_run(service: Any, run: Run | str, grace: float = 10.0) -> StopResult:
+def stop_run(service: Service, run: Run | str, grace: float = 10.0) -> StopResult:
     """SIGTERM the run's process group (the scripts checkpoint), SIGKILL after ``grace`` s."""
     target = run if isinstance(run, Run) else get_run(service, run, detail=False)
     if target.state.finished:
@@ -65,7 +65,7 @@ def stop_run(service: Any, run: Run | str, grace: float = 10.0) -> StopResult:
     )
 
 
-def rerun(service: Any, run: Run, name: str | None = None) -> Run:
+def rerun(service: Service, run: Run, name: str | None = None) -> Run:
     """Submit ``run`` again in the same container with the same script, arguments and nproc."""
     spec = RunSpec(
         script=run.script or run.record.get("script_path", ""),

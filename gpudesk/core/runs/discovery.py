@@ -32,6 +32,7 @@ from gpudesk.core.runs.model import (
     number,
     parse_metrics,
 )
+from gpudesk.core.service import Service
 
 
 def reader_source() -> bytes:
@@ -72,7 +73,7 @@ def _workspaces(client: Any) -> list[_Workspace]:
 
 
 def read_run_folders(
-    service: Any, workspaces: Sequence[str], detail: Sequence[str] = ()
+    service: Service, workspaces: Sequence[str], detail: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The raw contents of every run folder in ``workspaces``, read on the GPU host."""
     spec = {
@@ -155,7 +156,7 @@ def build_run(
     )
 
 
-def list_runs(service: Any, detail: Sequence[str] = ()) -> list[Run]:
+def list_runs(service: Service, detail: Sequence[str] = ()) -> list[Run]:
     """Every run in every gpudesk container's workspace on this host, newest first.
 
     Runs named in ``detail`` come with their whole metrics series and last log lines.
@@ -215,7 +216,7 @@ def _alive_pids(client: Any, container_name: str, pids: list[int], user: str) ->
     return {int(x) for x in text.split() if x.isdigit()}
 
 
-def get_run(service: Any, name: str, container: str | None = None, detail: bool = True) -> Run:
+def get_run(service: Service, name: str, container: str | None = None, detail: bool = True) -> Run:
     runs = [
         r
         for r in list_runs(service, detail=[name] if detail else ())

@@ -32,6 +32,7 @@ from gpudesk.core.runs.model import (
     default_run_name,
     validate_run_name,
 )
+from gpudesk.core.service import Service
 
 _COMPLETE = ".complete"
 
@@ -115,7 +116,9 @@ _PYTHON_PROBE = (
 )
 
 
-def submit(service: Any, container_name: str, spec: RunSpec, *, now: datetime | None = None) -> Run:
+def submit(
+    service: Service, container_name: str, spec: RunSpec, *, now: datetime | None = None
+) -> Run:
     """Start a run detached in a running gpudesk container; on error nothing is left behind."""
     if spec.nproc < 1 or spec.nproc > 64:
         raise RunError(f"{spec.nproc} is not a number of processes; use 1 to 64.")
