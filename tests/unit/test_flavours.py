@@ -249,3 +249,17 @@ def test_info_from_inspect_output() -> None:
     assert info.created == datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC)
     assert info.ports == [PortBinding("127.0.0.1", 4022, "22/tcp")]
     assert info.gpus == "all" and info.workspace == "/srv/box"
+
+
+def test_the_build_context_holds_only_what_the_dockerfile_copies() -> None:
+    dockerfile = context_files()["Dockerfile"].decode()
+    copied = {
+        source
+        for line in dockerfile.splitlines()
+        if line.split()[:1] in (["COPY"], ["ADD"])
+        for source in line.split()[1:-1]
+        if not source.startswith("--")
+    }
+    assert set(CONTEXT_FILES) == copied | {"Dockerfile"}
+    with tarfile.open(fileobj=io.BytesIO(context_tarball())) as tar:
+        assert set(tar.getnames()) == set(CONTEXT_FILES)
