@@ -13,7 +13,13 @@ The names below are the package's public interface.
 """
 
 from gpudesk.core.runs.control import StopResult, rerun, stop_run
-from gpudesk.core.runs.discovery import build_run, get_run, list_runs, read_run_folders
+from gpudesk.core.runs.discovery import (
+    build_run,
+    get_run,
+    list_runs,
+    read_run_folders,
+    runs_named,
+)
 from gpudesk.core.runs.model import (
     BUNDLED_SCRIPTS,
     RUNS_DIR,
@@ -68,6 +74,7 @@ __all__ = [
     "rerun",
     "run_cells",
     "run_command",
+    "runs_named",
     "script_label",
     "scripts_hash",
     "stop_run",

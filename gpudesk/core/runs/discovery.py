@@ -12,7 +12,7 @@ import importlib.resources
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,12 +216,13 @@ def _alive_pids(client: Any, container_name: str, pids: list[int], user: str) ->
     return {int(x) for x in text.split() if x.isdigit()}
 
 
+def runs_named(runs: Iterable[Run], name: str, container: str | None = None) -> list[Run]:
+    """The runs called ``name`` (in ``container`` when given): the one way runs are found by name."""
+    return [r for r in runs if r.name == name and (container is None or r.container == container)]
+
+
 def get_run(service: Service, name: str, container: str | None = None, detail: bool = True) -> Run:
-    runs = [
-        r
-        for r in list_runs(service, detail=[name] if detail else ())
-        if r.name == name and (container is None or r.container == container)
-    ]
+    runs = runs_named(list_runs(service, detail=[name] if detail else ()), name, container)
     if not runs:
         raise RunError(f"There is no run named {name} on {service.host.name}; see `gpudesk runs`.")
     if len(runs) > 1:
