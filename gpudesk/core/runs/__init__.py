@@ -12,6 +12,7 @@
 The names below are the package's public interface.
 """
 
+from gpudesk.core.containers.model import WORKSPACE
 from gpudesk.core.runs.control import StopResult, rerun, stop_run
 from gpudesk.core.runs.discovery import (
     build_run,
@@ -24,7 +25,6 @@ from gpudesk.core.runs.model import (
     BUNDLED_SCRIPTS,
     RUNS_DIR,
     SCRIPTS_DIR,
-    WORKSPACE,
     Metrics,
     Run,
     RunError,

@@ -19,11 +19,11 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
 
+from gpudesk.core.containers.model import WORKSPACE
 from gpudesk.core.errors import GpudeskError
 from gpudesk.payload.train import metrics_schema
 
 BUNDLED_SCRIPTS = ("textcls", "translate", "lm", "recsys")
-WORKSPACE = "/workspace"
 RUNS_DIR = f"{WORKSPACE}/runs"
 SCRIPTS_DIR = f"{WORKSPACE}/.gpudesk/scripts"
 _RUN_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
