@@ -16,7 +16,8 @@ class GpudeskError(Exception):
     """An error whose message is one sentence for the user (what went wrong, what to do)."""
 
 
-# What a call to a Docker engine raises when the engine, or the way to it, fails.
+# What a call to a Docker engine raises when the engine, or the way to it, fails: the SDK lets
+# transport failures through as requests/OSError, not as DockerException.
 ENGINE_ERRORS: tuple[type[Exception], ...] = (
     docker.errors.DockerException,
     requests.exceptions.RequestException,
