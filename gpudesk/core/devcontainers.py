@@ -40,6 +40,7 @@ PROBE_TIMEOUT = 3.0
 
 
 _SPEC_FIELDS = {f.name for f in fields(LaunchSpec)}
+_RESOLVED = {"workspace", "public_key", "jupyter_token"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,12 @@ class LaunchRequest:
 
     def spec(self, *, workspace: str, public_key: str, jupyter_token: str | None) -> LaunchSpec:
         """The engine-level spec: this request's fields that LaunchSpec shares, plus the rest."""
-        shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name in _SPEC_FIELDS}
+        # The request's fields LaunchSpec also has, except those resolved here.
+        shared = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name in _SPEC_FIELDS and f.name not in _RESOLVED
+        }
         return LaunchSpec(
             **shared, workspace=workspace, public_key=public_key, jupyter_token=jupyter_token
         )
