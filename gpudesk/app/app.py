@@ -2,7 +2,7 @@
 
 The state's loops report through this app (it is their :class:`~gpudesk.app.state.Sink`): each
 report becomes a message, whose handler applies it to the state on the UI thread and tells the
-screens which host changed with a :class:`HostChanged` message. Screens reach the app only
+screens which host changed (:class:`~gpudesk.app.desk.HostView`). Screens reach the app only
 through :class:`~gpudesk.app.desk.Desk`.
 """
 
@@ -18,13 +18,12 @@ from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
 from gpudesk import __version__
-from gpudesk.app.desk import Desk
+from gpudesk.app.desk import Desk, HostView
 from gpudesk.app.messages import (
     ContainersUpdate,
     EngineStatus,
     GpuStreamState,
     GpuUpdate,
-    HostChanged,
     HostStatus,
     JupyterReady,
     LoopFailed,
@@ -108,7 +107,8 @@ class GpudeskApp(App[int]):
     def host_changed(self, name: str) -> None:
         """Tell every screen on the stack that what it may show about ``name`` changed."""
         for screen in self.screen_stack:
-            screen.post_message(HostChanged(name))
+            if isinstance(screen, HostView):
+                screen.host_changed(name)
 
     def on_host_status(self, message: HostStatus) -> None:
         name = message.status.host

@@ -51,3 +51,15 @@ def show_notice(widget: Widget, message: Notice) -> None:
     widget.notify(
         message.text, severity="error" if message.error else "information", timeout=message.timeout
     )
+
+
+class HostView:
+    """A screen that shows hosts. When the state changed what it shows about a host, the app calls
+    :meth:`host_changed` on every such screen on the stack, on the UI thread.
+
+    A typed call, not a message: a ``HostChanged`` message per screen per GPU sample doubled the
+    app's CPU per sample (bench/fleet_gpu.py, 32 hosts: 8.2 against 4.0 ms per sample).
+    """
+
+    def host_changed(self, name: str) -> None:
+        raise NotImplementedError

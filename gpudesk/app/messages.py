@@ -1,7 +1,7 @@
 """Every message gpudesk's workers and loops post, in one place.
 
 The app's state loops post the host messages (HostStatus ... JupyterReady, LoopFailed) to the
-app, whose handlers apply them to the FleetState and post HostChanged to each screen. A screen's
+app, whose handlers apply them to the FleetState and tell the screens (desk.HostView). A screen's
 own workers post the rest to that screen (RunsLoaded, LogLines, Notice, ...). Widgets' own
 events (HostList.Opened, LogView.Changed) stay nested in their widget, as Textual does.
 """
@@ -86,17 +86,6 @@ class LoopFailed(Message):
         super().__init__()
         self.loop = loop
         self.error = error
-
-
-class HostChanged(Message, bubble=False):
-    """What the screens show about ``host`` changed in the app's state (posted to each screen).
-
-    It does not bubble: every screen on the stack gets its own, the app none.
-    """
-
-    def __init__(self, host: str) -> None:
-        super().__init__()
-        self.host = host
 
 
 class RunsLoaded(Message):

@@ -9,8 +9,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
-from gpudesk.app.desk import Desk, desk_of
-from gpudesk.app.messages import HostChanged
+from gpudesk.app.desk import Desk, HostView, desk_of
 from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
@@ -22,7 +21,7 @@ from gpudesk.core.ssh import ConnState
 FLUSH_INTERVAL = 0.15
 
 
-class FleetScreen(Screen[None]):
+class FleetScreen(HostView, Screen[None]):
     BINDINGS = [
         Binding("a", "add_host", "Add host"),
         Binding("enter", "open_host", "Open", show=True),
@@ -84,12 +83,11 @@ class FleetScreen(Screen[None]):
             hosts.show(name, host_cells(self.desk.state.models[name]))
         self.update_summary()
 
-    def on_host_changed(self, message: HostChanged) -> None:
+    def host_changed(self, name: str) -> None:
         """Note that a host changed; rows are redrawn together a few times a second.
 
         Many hosts streaming at 1 Hz would otherwise each cost a screen update of their own.
         """
-        name = message.host
         model = self.desk.state.models.get(name)
         if model is None or (name in self.query_one(HostList).rows) != self._matches(name):
             self.rebuild()  # a host came or went: at once

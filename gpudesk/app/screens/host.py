@@ -15,8 +15,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from gpudesk.app.desk import Desk, desk_of, show_notice
-from gpudesk.app.messages import ActionDone, HostChanged, InspectLoaded, Notice
+from gpudesk.app.desk import Desk, HostView, desk_of, show_notice
+from gpudesk.app.messages import ActionDone, InspectLoaded, Notice
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.inspect import InspectModal
 from gpudesk.app.modals.launch import LaunchModal
@@ -34,7 +34,7 @@ from gpudesk.core.gpu.sample import free_gpu_indices
 from gpudesk.core.logs import LogTarget
 
 
-class HostScreen(Screen[None]):
+class HostScreen(HostView, Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("L", "launch('ssh')", "Launch SSH"),
@@ -82,8 +82,8 @@ class HostScreen(Screen[None]):
 
     # ------------------------------------------------------------------ rendering
 
-    def on_host_changed(self, message: HostChanged) -> None:
-        if message.host == self.host_name:
+    def host_changed(self, name: str) -> None:
+        if name == self.host_name:
             self.show_host()
 
     def show_host(self) -> None:

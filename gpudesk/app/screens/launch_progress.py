@@ -13,14 +13,13 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Log, Static
 
-from gpudesk.app.desk import Desk, desk_of
-from gpudesk.app.messages import HostChanged
+from gpudesk.app.desk import Desk, HostView, desk_of
 from gpudesk.core.containers import NoGpuRuntimeError
 from gpudesk.core.devcontainers import LaunchRequest, Reach
 from gpudesk.core.flavours import Flavour
 
 
-class LaunchProgressScreen(ModalScreen[Reach | None]):
+class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel / close")]
 
     class Line(Message):
@@ -109,9 +108,9 @@ class LaunchProgressScreen(ModalScreen[Reach | None]):
         status.update("\n".join(lines))
         self.desk.refresh_containers(self.host)
 
-    def on_host_changed(self, message: HostChanged) -> None:
+    def host_changed(self, name: str) -> None:
         url = self.reach and self.desk.state.jupyter_urls.get((self.host, self.reach.name))
-        if message.host == self.host and url:
+        if name == self.host and url:
             self.query_one("#launch-status", Static).update(
                 f"Jupyter is ready:\n  {url}\n(copied to the clipboard; o on the container opens it)"
             )
