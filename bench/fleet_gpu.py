@@ -175,7 +175,7 @@ async def run_app(
         record(self, name)
 
     def record(self: FleetScreen, name: str) -> None:
-        model = self.gapp.models.get(name)
+        model = self.desk.state.models.get(name)
         sample = model.gpu if model is not None else None
         if sample is None or seen.get(name) == sample.ts:
             return  # not a new sample (a status or engine update)

@@ -1,4 +1,10 @@
-"""Messages that workers post to the app; handlers turn them into widget state."""
+"""Every message gpudesk's workers and loops post, in one place.
+
+The app's state loops post the host messages (HostStatus ... JupyterReady, LoopFailed) to the
+app, whose handlers apply them to the FleetState and tell the screens (desk.HostView). A screen's
+own workers post the rest to that screen (RunsLoaded, LogLines, Notice, ...). Widgets' own
+events (HostList.Opened, LogView.Changed) stay nested in their widget, as Textual does.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.engine import EngineInfo
 from gpudesk.core.gpu.sample import GpuSample
 from gpudesk.core.gpu.stream import StreamState
+from gpudesk.core.runs import Run
 from gpudesk.core.ssh import ConnStatus
 
 
@@ -70,3 +77,79 @@ class JupyterReady(Message):
         self.url = url
         self.error = error
         self.browser = browser
+
+
+class LoopFailed(Message):
+    """A host's long-lived loop (connection, GPU stream, container watch) ended with an error."""
+
+    def __init__(self, loop: str, error: str) -> None:
+        super().__init__()
+        self.loop = loop
+        self.error = error
+
+
+class RunsLoaded(Message):
+    """The runs of every host asked (and one error line per host that failed)."""
+
+    def __init__(self, runs: list[Run], errors: list[str]) -> None:
+        super().__init__()
+        self.runs = runs
+        self.errors = errors
+
+
+class RunLoaded(Message):
+    """One run, re-read for its detail view (``error`` if it could not be)."""
+
+    def __init__(self, run: Run | None, error: str | None) -> None:
+        super().__init__()
+        self.run = run
+        self.error = error
+
+
+class LogLines(Message):
+    """New lines of a followed log, and how many lines the follower has seen in all."""
+
+    def __init__(self, lines: list[str], total: int) -> None:
+        super().__init__()
+        self.lines = lines
+        self.total = total
+
+
+class LogEnded(Message):
+    """A followed log ended (the run or container stopped, or ``error``)."""
+
+    def __init__(self, error: str | None) -> None:
+        super().__init__()
+        self.error = error
+
+
+class Submitted(Message):
+    """A run was submitted (``run``) or could not be (``error``)."""
+
+    def __init__(self, run: Run | None, error: str | None) -> None:
+        super().__init__()
+        self.run = run
+        self.error = error
+
+
+class Notice(Message):
+    """A worker's one line for the user; the screen that started the worker shows it."""
+
+    def __init__(self, text: str, *, error: bool = False, timeout: float | None = None) -> None:
+        super().__init__()
+        self.text = text
+        self.error = error
+        self.timeout = timeout
+
+
+class ActionDone(Notice):
+    """A worker finished an action (or failed, ``error``); the screen notifies and refreshes."""
+
+
+class InspectLoaded(Message):
+    """``docker inspect`` of a container, as indented JSON."""
+
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__()
+        self.name = name
+        self.text = text

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:
-    from gpudesk.app.app import GpudeskApp
+from gpudesk.app.desk import desk_of
 
 
 class GpudeskCommands(Provider):
     def _commands(self) -> list[tuple[str, str, object]]:
-        app = cast("GpudeskApp", self.app)
-        screen = app.screen
+        app = desk_of(self.app)
+        screen = self.app.screen
         cmds: list[tuple[str, str, object]] = [
             ("help", "Show every key binding", app.action_help),
             ("quit", "Quit gpudesk", app.action_quit),
@@ -24,17 +22,17 @@ class GpudeskCommands(Provider):
             cmds.append(
                 (
                     f"gpu interval {seconds:g}s",
-                    f"Sample GPUs every {seconds:g} s on every host (now {app.gpu_interval:g} s)",
+                    f"Sample GPUs every {seconds:g} s on every host (now {app.state.gpu_interval:g} s)",
                     partial(app.set_gpu_interval, seconds),
                 )
             )
         add = getattr(screen, "action_add_host", None)
         if add is not None:
             cmds.insert(0, ("add host", "Add a GPU host to the inventory", add))
-        for name in app.models:
+        for name in app.state.models:
             cmds.append((f"open {name}", f"Open host {name}", partial(app.open_host, name)))
             cmds.append(
-                (f"reconnect {name}", f"Reconnect to {name}", partial(app.retry_host, name))
+                (f"reconnect {name}", f"Reconnect to {name}", partial(app.state.retry_host, name))
             )
         return cmds
 

@@ -9,33 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from gpudesk.core.config import ConfigError, Inventory
-from gpudesk.core.containers import ContainerError
-from gpudesk.core.engine import EngineError
-from gpudesk.core.flavours import InvalidNameError
+from gpudesk.core.config import Inventory
+from gpudesk.core.errors import GpudeskError
 from gpudesk.core.fleet import Fleet, HostService, connect_blocking
-from gpudesk.core.logs import LogError
-from gpudesk.core.runs import RunError
 from gpudesk.core.ssh import SshError
-from gpudesk.core.sshconfig import SshConfigError
 
 
-class CliError(Exception):
+class CliError(GpudeskError):
     """Printed as ``gpudesk: <message>`` on stderr with exit code 1."""
-
-
-# Errors whose message is one sentence for the user: printed without a traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    CliError,
-    ConfigError,
-    SshError,
-    EngineError,
-    ContainerError,
-    InvalidNameError,
-    SshConfigError,
-    RunError,
-    LogError,
-)
 
 
 def print_table(rows: list[list[str]], header: list[str]) -> None:

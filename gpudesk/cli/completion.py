@@ -107,10 +107,9 @@ def annotate(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def script(shell: str) -> str:
+def script(shell: str, parser: argparse.ArgumentParser) -> str:
+    """The completion script for ``parser`` (gpudesk's top-level parser)."""
     import shtab
-
-    from gpudesk.cli.main import build_parser
 
     preamble = _PREAMBLE[shell]
     if shell == "bash":
@@ -118,7 +117,7 @@ def script(shell: str) -> str:
         preamble += '_gpudesk_runs_containers() { _gpudesk_runs "$1"; _gpudesk_containers "$1"; }\n'
     elif shell == "zsh":
         preamble += "_gpudesk_runs_containers() { _gpudesk_runs; _gpudesk_containers }\n"
-    text: str = shtab.complete(annotate(build_parser()), shell=shell, preamble=preamble)
+    text: str = shtab.complete(annotate(parser), shell=shell, preamble=preamble)
     return text
 
 
@@ -139,7 +138,7 @@ def remember(kind: str, names: Iterable[str]) -> None:
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
-    sys.stdout.write(script(args.shell))
+    sys.stdout.write(script(args.shell, args.top_parser))
     return 0
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from gpudesk import __version__
 from gpudesk.cli import completion, containers, hosts, runs, stats
-from gpudesk.cli.common import USER_ERRORS
+from gpudesk.core.errors import GpudeskError
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Run without arguments to open the terminal UI.",
     )
     parser.add_argument("--version", action="version", version=f"gpudesk {__version__}")
-    parser.set_defaults(func=cmd_tui)
+    # The completion command describes the whole parser, so it is handed over rather than
+    # rebuilt (which would make cli.completion import this module back).
+    parser.set_defaults(func=cmd_tui, top_parser=parser)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for module in (hosts, containers, stats, runs, completion):
         module.register(sub)
@@ -84,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _drop_stdout()
             return EXIT_BROKEN_PIPE
         raise
-    except USER_ERRORS as exc:
+    except GpudeskError as exc:
         print(f"gpudesk: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

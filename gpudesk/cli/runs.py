@@ -28,6 +28,7 @@ from gpudesk.core.runs import (
     RunSpec,
     list_runs,
     run_cells,
+    runs_named,
     stop_run,
     submit,
 )
@@ -58,9 +59,12 @@ def run_json(run: Run) -> dict[str, Any]:
     return row
 
 
+def _named(services: list[HostService], run_name: str) -> list[tuple[HostService, Run]]:
+    return [(s, r) for s in services for r in runs_named(list_runs(s), run_name)]
+
+
 def _find(fleet: Fleet, names: list[str], run_name: str) -> tuple[HostService, Run]:
-    services = connected_services(fleet, names)
-    found = [(s, r) for s in services for r in list_runs(s) if r.name == run_name]
+    found = _named(connected_services(fleet, names), run_name)
     if not found:
         raise CliError(f"There is no run named {run_name}; see `gpudesk runs`.")
     if len(found) > 1:
@@ -138,10 +142,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def _log_target(fleet: Fleet, names: list[str], target: str) -> tuple[HostService, logs.LogTarget]:
     services = connected_services(fleet, names)
-    for service in services:
-        for run in list_runs(service):
-            if run.name == target:
-                return service, logs.LogTarget.run(run.name, run.log_path, run.container)
+    for service, run in _named(services, target)[:1]:
+        return service, logs.LogTarget.run(run.name, run.log_path, run.container)
     for service in services:
         try:
             service.docker().containers.get(target)

@@ -15,12 +15,14 @@ from urllib.parse import urlsplit
 import paramiko
 import tomli_w
 
+from gpudesk.core.errors import GpudeskError
+
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
 LOCALHOST = "localhost"
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 
 
-class ConfigError(ValueError):
+class ConfigError(GpudeskError, ValueError):
     """A problem with gpudesk's configuration; the message is meant for the user."""
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,8 +21,9 @@ from gpudesk.core.containers import (
     Containers,
     LaunchResult,
     LaunchSpec,
-    ReadyResult,
+    Probe,
     Removed,
+    ready_probe,
 )
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
@@ -32,15 +33,20 @@ from gpudesk.core.flavours import (
     validate_name,
 )
 from gpudesk.core.fleet import HostService
-from gpudesk.core.ssh import SshError
 from gpudesk.core.tunnels import Tunnel
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 PROBE_TIMEOUT = 3.0
 
 
+_SPEC_FIELDS = {f.name for f in fields(LaunchSpec)}
+_RESOLVED = {"workspace", "public_key", "jupyter_token"}
+
+
 @dataclass(frozen=True)
 class LaunchRequest:
+    """What the user asks for; :meth:`spec` resolves it into the engine's :class:`LaunchSpec`."""
+
     flavour: Flavour
     name: str
     gpus: str | None = None
@@ -49,6 +55,18 @@ class LaunchRequest:
     base_image: str = DEFAULT_BASE_IMAGE
     memory: str | None = None
     key: str | None = None  # private key file; its .pub goes into the container
+
+    def spec(self, *, workspace: str, public_key: str, jupyter_token: str | None) -> LaunchSpec:
+        """The engine-level spec: this request's fields that LaunchSpec shares, plus the rest."""
+        # The request's fields LaunchSpec also has, except those resolved here.
+        shared = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name in _SPEC_FIELDS and f.name not in _RESOLVED
+        }
+        return LaunchSpec(
+            **shared, workspace=workspace, public_key=public_key, jupyter_token=jupyter_token
+        )
 
 
 @dataclass(frozen=True)
@@ -112,31 +130,6 @@ def write_host_aliases(inventory: Inventory) -> None:
     sshconfig.write_host_aliases(inventory.paths.home, aliases)
 
 
-def read_banner(endpoint: Any) -> ReadyResult:
-    data = endpoint.recv(256)
-    if data.startswith(b"SSH-"):
-        return ReadyResult(True, data.split(b"\r", 1)[0].decode("ascii", "replace"))
-    return ReadyResult(False, "the port answered without an SSH banner")
-
-
-def http_status(endpoint: Any, path: str, token: str) -> int:
-    """Send one GET over an already-open stream (socket or SSH channel); return the status."""
-    request = (
-        f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: token {token}\r\n\r\n"
-    ).encode()
-    endpoint.sendall(request)
-    head = b""
-    while b"\r\n" not in head:
-        chunk = endpoint.recv(1024)
-        if not chunk:
-            break
-        head += chunk
-    parts = head.split(b"\r\n", 1)[0].split()
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise ContainerError("Jupyter answered something that is not HTTP.")
-    return int(parts[1])
-
-
 class DevContainers:
     """The dev containers of one host."""
 
@@ -188,24 +181,9 @@ class DevContainers:
     def _open(self, port: int) -> Any:
         return self.service.conn.open_tcp("127.0.0.1", port, PROBE_TIMEOUT)
 
-    def probe(self, flavour: Flavour, token: str | None) -> Callable[[int], ReadyResult]:
-        def check(port: int) -> ReadyResult:
-            try:
-                endpoint = self._open(port)
-            except SshError as exc:
-                return ReadyResult(False, str(exc))
-            try:
-                endpoint.settimeout(PROBE_TIMEOUT)
-                if flavour is Flavour.SSH:
-                    return read_banner(endpoint)
-                status = http_status(endpoint, "/api/status", token or "")
-                return ReadyResult(status == 200, f"Jupyter answered {status}")
-            except (OSError, ContainerError) as exc:
-                return ReadyResult(False, f"no answer yet on port {port}: {exc}")
-            finally:
-                endpoint.close()
-
-        return check
+    def probe(self, flavour: Flavour, token: str | None) -> Probe:
+        """Readiness through the host's SSH connection to its loopback, where the port is."""
+        return ready_probe(flavour, token, self._open, PROBE_TIMEOUT)
 
     # ------------------------------------------------------------------ launch
 
@@ -223,17 +201,7 @@ class DevContainers:
         )
         token = generate_token() if request.flavour is Flavour.JUPYTER else None
         workspace = self.resolve_workspace(request.name, request.workspace)
-        spec = LaunchSpec(
-            flavour=request.flavour,
-            name=request.name,
-            workspace=workspace,
-            public_key=public_key,
-            gpus=request.gpus,
-            image=request.image,
-            base_image=request.base_image,
-            memory=request.memory,
-            jupyter_token=token,
-        )
+        spec = request.spec(workspace=workspace, public_key=public_key, jupyter_token=token)
         result = self.engine().launch(
             spec,
             self.ensure_dir,

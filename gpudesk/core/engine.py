@@ -22,6 +22,7 @@ import urllib3.connectionpool
 from docker.transport.basehttpadapter import BaseHTTPAdapter
 
 from gpudesk.core.config import DEFAULT_DOCKER_SOCKET
+from gpudesk.core.errors import GpudeskError
 from gpudesk.core.ssh import SshConnection, SshError
 
 DIAL_STDIO = "docker system dial-stdio"
@@ -30,7 +31,7 @@ POOL_SIZE = 3
 API_VERSION = "1.41"
 
 
-class EngineError(Exception):
+class EngineError(GpudeskError):
     """The Docker engine could not be reached or refused a request; one sentence for the user."""
 
 

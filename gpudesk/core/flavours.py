@@ -9,14 +9,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import importlib.resources
-import io
 import re
 import secrets
-import tarfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gpudesk import __version__
+from gpudesk.core.archive import tar_bytes
+from gpudesk.core.errors import GpudeskError
 
 DEFAULT_BASE_IMAGE = "pytorch/pytorch:2.9.1-cuda12.8-cudnn9-devel"
 DEFAULT_USER = "dev"
@@ -31,7 +31,7 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
-class InvalidNameError(ValueError):
+class InvalidNameError(GpudeskError, ValueError):
     """A container or user name gpudesk will not use; the message says what is allowed."""
 
 
@@ -87,16 +87,7 @@ def context_tarball(files: dict[str, bytes] | None = None) -> bytes:
     cache holds across builds.
     """
     files = context_files() if files is None else files
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name in sorted(files):
-            data = files[name]
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o755 if name.endswith(".sh") else 0o644
-            info.mtime = 0
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_bytes(files)
 
 
 def image_tag(

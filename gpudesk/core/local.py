@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from gpudesk.core.config import LOCAL_HOST, Host
-from gpudesk.core.ssh import (
+from gpudesk.core.connection import (
     CHUNK_BYTES,
     ConnState,
     ConnStatus,

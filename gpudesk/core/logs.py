@@ -19,6 +19,8 @@ from enum import StrEnum
 from typing import Any
 
 from gpudesk.core import shell
+from gpudesk.core.errors import GpudeskError
+from gpudesk.core.service import Service
 
 DEFAULT_TAIL = 200
 DEFAULT_MAX_LINES = 10_000
@@ -30,7 +32,7 @@ FLUSH_LINES = 2_000
 BatchCallback = Callable[[list[str], int], None]
 
 
-class LogError(Exception):
+class LogError(GpudeskError):
     """A log could not be followed; the message is one sentence for the user."""
 
 
@@ -78,8 +80,8 @@ def decode_lines(raw: list[bytes]) -> list[str]:
     """Raw lines to text in one pass (one decode for the batch, not one per line)."""
     if not raw:
         return []
-    text = b"\n".join(raw).decode("utf-8", "replace")
-    return text.replace("\r\n", "\n").split("\n")
+    text = (b"\n".join(raw) + b"\n").decode("utf-8", "replace")
+    return text.replace("\r\n", "\n").split("\n")[:-1]
 
 
 class LineSplitter:
@@ -359,13 +361,15 @@ class _Opened:
             self.lines.close()
 
 
-def file_opener(service: Any, path: str, lines: int, follow: bool = True) -> Callable[[], Any]:
+def file_opener(service: Service, path: str, lines: int, follow: bool = True) -> Callable[[], Any]:
     """Open ``tail -n N [-F] path`` on the GPU host as one exec channel."""
     cmd = tail_command(path, lines, follow)
     return lambda: service.conn.open_lines(cmd)
 
 
-def container_opener(service: Any, name: str, lines: int, follow: bool = True) -> Callable[[], Any]:
+def container_opener(
+    service: Service, name: str, lines: int, follow: bool = True
+) -> Callable[[], Any]:
     def open_() -> _Opened:
         import docker.errors
 
@@ -381,7 +385,7 @@ def container_opener(service: Any, name: str, lines: int, follow: bool = True) -
     return open_
 
 
-def resolve(service: Any, target: LogTarget) -> LogTarget:
+def resolve(service: Service, target: LogTarget) -> LogTarget:
     """Fill in a run target's log path (on the GPU host) from its run folder."""
     if target.kind is not TargetKind.RUN or target.path:
         return target
@@ -392,7 +396,7 @@ def resolve(service: Any, target: LogTarget) -> LogTarget:
 
 
 def follower(
-    service: Any,
+    service: Service,
     target: LogTarget,
     on_batch: BatchCallback | None = None,
     *,
@@ -410,7 +414,7 @@ def follower(
     return LogFollower(opener, on_batch, max_lines=max(max_lines, tail))
 
 
-def read_tail(service: Any, target: LogTarget, lines: int = DEFAULT_TAIL) -> list[str]:
+def read_tail(service: Service, target: LogTarget, lines: int = DEFAULT_TAIL) -> list[str]:
     """The last ``lines`` lines, once, without following."""
     result = follower(service, target, tail=lines, follow=False, max_lines=max(1, lines))
     result.run()

@@ -11,189 +11,52 @@ import getpass
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import paramiko
 
-from gpudesk.core.config import Host, Paths, atomic_write
+from gpudesk.core.config import Host, Paths
+from gpudesk.core.connection import (
+    CHUNK_BYTES,
+    AuthFailed,
+    ConnState,
+    ConnStatus,
+    ExecResult,
+    HostKeyChanged,
+    HostKeyUnknown,
+    LineStream,
+    NotConnected,
+    SshError,
+    StatusCallback,
+    Unreachable,
+)
+from gpudesk.core.hostkeys import HostKeyStore, fingerprint, known_hosts_name
+
+# The connection's vocabulary lives in core/connection.py and host keys in core/hostkeys.py;
+# importing them from here still works.
+__all__ = [
+    "AuthFailed",
+    "ConnState",
+    "ConnStatus",
+    "ExecResult",
+    "HostKeyChanged",
+    "HostKeyStore",
+    "HostKeyUnknown",
+    "LineStream",
+    "NotConnected",
+    "SshConnection",
+    "SshError",
+    "StatusCallback",
+    "Unreachable",
+    "fingerprint",
+    "known_hosts_name",
+]
 
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 # OpenSSH's default MaxSessions is 10; leave room for the user's own `ssh` multiplexing.
 MAX_SESSION_CHANNELS = 8
-# One read of a streamed command's stdout: large enough that a log flood is split into lines in
-# bulk, and a read returns whatever has arrived, so a slow stream is not held back.
-CHUNK_BYTES = 256 * 1024
-
-
-class ConnState(Enum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    AUTH_FAILED = "auth-failed"
-    UNREACHABLE = "unreachable"
-    HOST_KEY_UNKNOWN = "host-key-unknown"
-    HOST_KEY_CHANGED = "host-key-changed"
-    DISCONNECTED_RETRYING = "disconnected-retrying"
-    CLOSED = "closed"
-
-    @property
-    def needs_user(self) -> bool:
-        """States gpudesk will not leave on its own: the user must act."""
-        return self in (
-            ConnState.AUTH_FAILED,
-            ConnState.HOST_KEY_UNKNOWN,
-            ConnState.HOST_KEY_CHANGED,
-        )
-
-
-@dataclass(frozen=True)
-class ConnStatus:
-    """What the UI and CLI show about a host's connection."""
-
-    host: str
-    state: ConnState
-    message: str = ""
-    latency_ms: float | None = None
-    retry_in: float | None = None
-    fingerprint: str | None = None
-    key_type: str | None = None
-
-
-class SshError(Exception):
-    """A connection problem; ``str(exc)`` is one sentence for the user."""
-
-    state = ConnState.UNREACHABLE
-
-
-class Unreachable(SshError):
-    state = ConnState.UNREACHABLE
-
-
-class AuthFailed(SshError):
-    state = ConnState.AUTH_FAILED
-
-
-class HostKeyUnknown(SshError):
-    state = ConnState.HOST_KEY_UNKNOWN
-
-    def __init__(self, message: str, key: paramiko.PKey, known_name: str) -> None:
-        super().__init__(message)
-        self.key = key
-        self.known_name = known_name
-
-
-class HostKeyChanged(SshError):
-    state = ConnState.HOST_KEY_CHANGED
-
-    def __init__(self, message: str, key: paramiko.PKey, known_name: str) -> None:
-        super().__init__(message)
-        self.key = key
-        self.known_name = known_name
-
-
-class NotConnected(SshError):
-    state = ConnState.DISCONNECTED_RETRYING
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's ``SHA256:...`` form."""
-    return str(key.fingerprint)
-
-
-def known_hosts_name(hostname: str, port: int) -> str:
-    return hostname if port == 22 else f"[{hostname}]:{port}"
-
-
-class HostKeyStore:
-    """The user's known_hosts (read only) plus gpudesk's own (where accepted keys go)."""
-
-    def __init__(self, paths: Paths, user_known_hosts: Path | None = None) -> None:
-        self.paths = paths
-        self.user_file = user_known_hosts or Path.home() / ".ssh" / "known_hosts"
-
-    def _load(self) -> paramiko.HostKeys:
-        keys = paramiko.HostKeys()
-        for path in (self.user_file, self.paths.known_hosts):
-            if path.exists():
-                # paramiko skips lines it cannot parse, as OpenSSH does.
-                keys.load(str(path))
-        return keys
-
-    def known_types(self, name: str) -> list[str]:
-        entry = self._load().lookup(name)
-        return list(entry.keys()) if entry else []
-
-    def check(self, name: str, key: paramiko.PKey) -> str:
-        """'ok', 'unknown' or 'changed'."""
-        entry = self._load().lookup(name)
-        if not entry:
-            return "unknown"
-        known = entry.get(key.get_name())
-        if known is not None and known == key:
-            return "ok"
-        return "changed"
-
-    def add(self, name: str, key: paramiko.PKey) -> None:
-        path = self.paths.known_hosts
-        old = path.read_text(encoding="utf-8") if path.exists() else ""
-        if old and not old.endswith("\n"):
-            old += "\n"
-        atomic_write(path, f"{old}{name} {key.get_name()} {key.get_base64()}\n")
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    def text(self) -> str:
-        return self.stdout.decode("utf-8", "replace")
-
-    def error_text(self) -> str:
-        return self.stderr.decode("utf-8", "replace").strip()
-
-
-StatusCallback = Callable[[ConnStatus], None]
-
-
-class LineStream:
-    """Decoded lines of a command's stdout; ``close()`` from any thread ends the iteration.
-
-    ``chunks()`` gives the same stdout as raw byte chunks of whatever size has arrived (one
-    channel read each), for readers that split lines in bulk; use one way or the other.
-    """
-
-    def __init__(
-        self,
-        raw: Iterable[bytes],
-        closer: Callable[[], object],
-        read_chunk: Callable[[], bytes] | None = None,
-    ) -> None:
-        self._raw = raw
-        self._closer = closer
-        self._read_chunk = read_chunk
-
-    def __iter__(self) -> Iterator[str]:
-        for line in self._raw:
-            yield line.decode("utf-8", "replace").rstrip("\r\n")
-
-    def chunks(self) -> Iterator[bytes]:
-        if self._read_chunk is None:
-            yield from self._raw
-            return
-        while chunk := self._read_chunk():
-            yield chunk
-
-    def close(self) -> None:
-        self._closer()
 
 
 class SshConnection:
@@ -421,7 +284,7 @@ class SshConnection:
                 self._wait_for_user()
                 attempt = 0
                 continue
-            except Exception as exc:
+            except Exception as exc:  # every failure must end in a visible state
                 if not isinstance(exc, SshError):
                     exc = Unreachable(f"Connecting to {self.host.destination} failed: {exc!r}.")
                 attempt += 1

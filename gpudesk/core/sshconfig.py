@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gpudesk.core.config import atomic_write
+from gpudesk.core.errors import GpudeskError
 from gpudesk.core.flavours import SSH_HOST_PREFIX, validate_name, validate_user
 
 CONFIG_NAME = "ssh_config"
@@ -42,7 +43,7 @@ _JUMP_RE = re.compile(r"[A-Za-z0-9_.@:\[\]/,-]+")
 _KEY_RE = re.compile(r"(ssh-[a-z0-9-]+|ecdsa-sha2-nistp\d+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+")
 
 
-class SshConfigError(ValueError):
+class SshConfigError(GpudeskError, ValueError):
     """A value gpudesk will not write into an ssh config; the message says which and why."""
 
 

@@ -22,6 +22,7 @@ from gpudesk.core.containers import (
     info_from_attrs,
     parse_gpus,
 )
+from gpudesk.core.devcontainers import LaunchRequest
 from gpudesk.core.flavours import (
     CONTEXT_FILES,
     LABEL_PREFIX,
@@ -249,3 +250,41 @@ def test_info_from_inspect_output() -> None:
     assert info.created == datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC)
     assert info.ports == [PortBinding("127.0.0.1", 4022, "22/tcp")]
     assert info.gpus == "all" and info.workspace == "/srv/box"
+
+
+def test_the_build_context_holds_only_what_the_dockerfile_copies() -> None:
+    dockerfile = context_files()["Dockerfile"].decode()
+    copied = {
+        source
+        for line in dockerfile.splitlines()
+        if line.split()[:1] in (["COPY"], ["ADD"])
+        for source in line.split()[1:-1]
+        if not source.startswith("--")
+    }
+    assert set(CONTEXT_FILES) == copied | {"Dockerfile"}
+    with tarfile.open(fileobj=io.BytesIO(context_tarball())) as tar:
+        assert set(tar.getnames()) == set(CONTEXT_FILES)
+
+
+def test_a_launch_request_becomes_the_engine_spec_field_for_field() -> None:
+    request = LaunchRequest(
+        flavour=Flavour.JUPYTER,
+        name="nb",
+        gpus="0,",
+        workspace="~/ws",  # resolved by the caller: the spec gets the absolute path
+        image="img:1",
+        base_image="base:2",
+        memory="8g",
+        key="/k",
+    )
+    spec = request.spec(workspace="/home/a/ws", public_key="ssh-ed25519 AAA", jupyter_token="t")
+    assert (spec.flavour, spec.name, spec.gpus, spec.image, spec.base_image, spec.memory) == (
+        Flavour.JUPYTER, "nb", "0,", "img:1", "base:2", "8g",
+    )  # fmt: skip
+    assert (spec.workspace, spec.public_key, spec.jupyter_token) == (
+        "/home/a/ws",
+        "ssh-ed25519 AAA",
+        "t",
+    )
+    # What LaunchSpec has and the request does not keep their defaults.
+    assert (spec.user, spec.sudo) == (flavours.DEFAULT_USER, False)

@@ -5,18 +5,19 @@ from __future__ import annotations
 import secrets
 
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Input, Label
 
+from gpudesk.app.modals.form import FormModal
 from gpudesk.core.containers import InvalidGpuSpecError, parse_gpus
 from gpudesk.core.devcontainers import LaunchRequest
 from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, Flavour, InvalidNameError, validate_name
 
 
-class LaunchModal(ModalScreen[LaunchRequest | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+class LaunchModal(FormModal[LaunchRequest]):
+    DIALOG_ID = "launch-dialog"
+    ERROR_ID = "launch-error"
+    SUBMIT_ID = "launch"
+    SUBMIT_LABEL = "Launch"
 
     def __init__(
         self,
@@ -45,78 +46,57 @@ class LaunchModal(ModalScreen[LaunchRequest | None]):
             )
         return "GPUs: 'all', a count like 2, or indices like 0,2 (empty: CPU only)"
 
-    def compose(self) -> ComposeResult:
+    def form_title(self) -> str:
         kind = "SSH" if self.flavour is Flavour.SSH else "Jupyter"
+        return f"Launch a {kind} dev container on {self.host}"
+
+    def fields(self) -> ComposeResult:
         suggested = ",".join(map(str, self.free_gpus[:1])) + "," if self.free_gpus else ""
-        with Vertical(classes="dialog", id="launch-dialog"):
-            yield Static(
-                f"[b]Launch a {kind} dev container on {self.host}[/b]", classes="dialog-title"
-            )
-            yield Label("Name")
-            yield Input(value=self.default_name(), id="name")
-            yield Label(self.gpu_hint())
-            yield Input(value=suggested if self.gpu_runtime else "", id="gpus",
-                        disabled=not self.gpu_runtime)  # fmt: skip
-            yield Label("Workspace on the host (mounted at /workspace)")
-            yield Input(placeholder="~/gpudesk/<name>", id="workspace")
-            yield Label("Image (empty: build gpudesk's image on the host if missing)")
-            yield Input(placeholder="gpudesk/" + self.flavour.value + ":<hash>", id="image")
-            yield Label("Base image")
-            yield Input(value=DEFAULT_BASE_IMAGE, id="base")
-            yield Label("Memory limit (empty: none)")
-            yield Input(placeholder="64g", id="memory")
-            yield Static("", id="launch-error", classes="error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Launch", variant="primary", id="launch")
-                yield Button("Cancel", id="cancel")
+        yield Label("Name")
+        yield Input(value=self.default_name(), id="name")
+        yield Label(self.gpu_hint())
+        yield Input(value=suggested if self.gpu_runtime else "", id="gpus",
+                    disabled=not self.gpu_runtime)  # fmt: skip
+        yield Label("Workspace on the host (mounted at /workspace)")
+        yield Input(placeholder="~/gpudesk/<name>", id="workspace")
+        yield Label("Image (empty: build gpudesk's image on the host if missing)")
+        yield Input(placeholder="gpudesk/" + self.flavour.value + ":<hash>", id="image")
+        yield Label("Base image")
+        yield Input(value=DEFAULT_BASE_IMAGE, id="base")
+        yield Label("Memory limit (empty: none)")
+        yield Input(placeholder="64g", id="memory")
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
 
-    def _v(self, field: str) -> str:
-        return self.query_one(f"#{field}", Input).value.strip()
-
     def request(self) -> LaunchRequest:
-        name = self._v("name")
+        name = self.value("name")
         validate_name(name)
         if name in self.taken:
             raise InvalidNameError(f"A container named {name} already exists on {self.host}.")
-        gpus = self._v("gpus") or None
+        gpus = self.value("gpus") or None
         parse_gpus(gpus)
         return LaunchRequest(
             flavour=self.flavour,
             name=name,
             gpus=gpus,
-            workspace=self._v("workspace") or None,
-            image=self._v("image") or None,
-            base_image=self._v("base") or DEFAULT_BASE_IMAGE,
-            memory=self._v("memory") or None,
+            workspace=self.value("workspace") or None,
+            image=self.value("image") or None,
+            base_image=self.value("base") or DEFAULT_BASE_IMAGE,
+            memory=self.value("memory") or None,
         )
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        error = self.query_one("#launch-error", Static)
         try:
             self.request()
-            error.update("")
+            self.show_error("")
         except (InvalidNameError, InvalidGpuSpecError) as exc:
-            error.update(str(exc))
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "launch":
-            self.submit()
-        else:
-            self.dismiss(None)
+            self.show_error(str(exc))
 
     def submit(self) -> None:
         try:
             request = self.request()
         except (InvalidNameError, InvalidGpuSpecError) as exc:
-            self.query_one("#launch-error", Static).update(str(exc))
+            self.show_error(str(exc))
             return
         self.dismiss(request)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

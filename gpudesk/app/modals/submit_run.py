@@ -3,40 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.message import Message
-from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select
 
+from gpudesk.app.desk import Desk, desk_of
+from gpudesk.app.messages import Submitted
+from gpudesk.app.modals.form import FormModal
 from gpudesk.core import shell
 from gpudesk.core.runs import BUNDLED_SCRIPTS, Run, RunError, RunSpec, submit, validate_run_name
-
-if TYPE_CHECKING:
-    from gpudesk.app.app import GpudeskApp
 
 CUSTOM = "path"
 Submitter = Callable[[str, str, RunSpec], Run]
 
 
-class Submitted(Message):
-    def __init__(self, run: Run | None, error: str | None) -> None:
-        super().__init__()
-        self.run = run
-        self.error = error
-
-
-class SubmitRunModal(ModalScreen[str | None]):
+class SubmitRunModal(FormModal[str]):
     DEFAULT_CSS = """
     SubmitRunModal #submit-dialog { width: 80; height: auto; }
     SubmitRunModal #submit-path { display: none; }
     SubmitRunModal #submit-path.shown { display: block; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DIALOG_ID = "submit-dialog"
+    ERROR_ID = "submit-error"
+    SUBMIT_ID = "submit"
+    SUBMIT_LABEL = "Submit"
 
     def __init__(self, host: str, container: str, *, submitter: Submitter | None = None) -> None:
         super().__init__()
@@ -46,30 +37,24 @@ class SubmitRunModal(ModalScreen[str | None]):
         self.busy = False
 
     @property
-    def gapp(self) -> GpudeskApp:
-        return cast("GpudeskApp", self.app)
+    def desk(self) -> Desk:
+        return desk_of(self)
 
-    def compose(self) -> ComposeResult:
+    def form_title(self) -> str:
+        return f"Submit a training run in {self.container} on {self.host}"
+
+    def fields(self) -> ComposeResult:
         options = [(name, name) for name in BUNDLED_SCRIPTS]
         options.append(("a script path in the container…", CUSTOM))
-        with Vertical(classes="dialog", id="submit-dialog"):
-            yield Static(
-                f"[b]Submit a training run in {self.container} on {self.host}[/b]",
-                classes="dialog-title",
-            )
-            yield Label("Script")
-            yield Select(options, value=BUNDLED_SCRIPTS[0], allow_blank=False, id="submit-script")
-            yield Input(placeholder="/workspace/train.py", id="submit-path")
-            yield Label("Arguments (as in a shell)")
-            yield Input(placeholder="--steps 300 --precision bf16", id="submit-args")
-            yield Label("Processes (GPUs); more than 1 runs torchrun")
-            yield Input("1", type="integer", id="submit-nproc")
-            yield Label("Run name (empty: <script>-<time>)")
-            yield Input(placeholder="cls-try1", id="submit-name")
-            yield Static("", id="submit-error", classes="error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Submit", variant="primary", id="submit")
-                yield Button("Cancel", id="cancel")
+        yield Label("Script")
+        yield Select(options, value=BUNDLED_SCRIPTS[0], allow_blank=False, id="submit-script")
+        yield Input(placeholder="/workspace/train.py", id="submit-path")
+        yield Label("Arguments (as in a shell)")
+        yield Input(placeholder="--steps 300 --precision bf16", id="submit-args")
+        yield Label("Processes (GPUs); more than 1 runs torchrun")
+        yield Input("1", type="integer", id="submit-nproc")
+        yield Label("Run name (empty: <script>-<time>)")
+        yield Input(placeholder="cls-try1", id="submit-name")
 
     def on_mount(self) -> None:
         self.query_one("#submit-script", Select).focus()
@@ -77,47 +62,34 @@ class SubmitRunModal(ModalScreen[str | None]):
     def on_select_changed(self, event: Select.Changed) -> None:
         self.query_one("#submit-path", Input).set_class(event.value == CUSTOM, "shown")
 
-    def _value(self, field: str) -> str:
-        return self.query_one(f"#{field}", Input).value.strip()
-
     def spec(self) -> RunSpec:
         choice = self.query_one("#submit-script", Select).value
-        script = self._value("submit-path") if choice == CUSTOM else str(choice)
+        script = self.value("submit-path") if choice == CUSTOM else str(choice)
         if not script:
             raise RunError("Give the path of the script inside the container.")
         try:
-            args = tuple(shell.split(self._value("submit-args")))
+            args = tuple(shell.split(self.value("submit-args")))
         except ValueError as exc:
             raise RunError(f"The arguments do not parse ({exc}); check the quotes.") from exc
-        nproc_text = self._value("submit-nproc") or "1"
+        nproc_text = self.value("submit-nproc") or "1"
         if not nproc_text.isdigit() or not 1 <= int(nproc_text) <= 64:
             raise RunError("Processes must be a number from 1 to 64.")
-        name = self._value("submit-name") or None
+        name = self.value("submit-name") or None
         if name:
             validate_run_name(name)
         return RunSpec(script, args, nproc=int(nproc_text), name=name)
 
-    def on_input_submitted(self) -> None:
-        self.start()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "submit":
-            self.start()
-        else:
-            self.dismiss(None)
-
-    def start(self) -> None:
+    def submit(self) -> None:
         if self.busy:
             return
-        error = self.query_one("#submit-error", Static)
         try:
             spec = self.spec()
         except RunError as exc:
-            error.update(str(exc))
+            self.show_error(str(exc))
             return
         self.busy = True
         self.query_one("#submit", Button).disabled = True
-        error.update("Submitting…")
+        self.show_error("Submitting…")
         self.perform(spec)
 
     @work(thread=True, exit_on_error=False, group="submit-run")
@@ -126,7 +98,7 @@ class SubmitRunModal(ModalScreen[str | None]):
             if self.submitter is not None:
                 run = self.submitter(self.host, self.container, spec)
             else:
-                run = submit(self.gapp.fleet.get(self.host), self.container, spec)
+                run = submit(self.desk.state.service(self.host), self.container, spec)
         except Exception as exc:
             self.post_message(Submitted(None, str(exc) or type(exc).__name__))
             return
@@ -136,10 +108,7 @@ class SubmitRunModal(ModalScreen[str | None]):
         self.busy = False
         self.query_one("#submit", Button).disabled = False
         if message.run is None:
-            self.query_one("#submit-error", Static).update(message.error or "failed")
+            self.show_error(message.error or "failed")
             return
         self.notify(f"Started {message.run.name} in {self.container}.")
         self.dismiss(message.run.name)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
+from gpudesk.app.desk import Desk, HostView, desk_of
 from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
 from gpudesk.app.widgets.host_list import COLUMNS, HostList, Line, join_cells
 from gpudesk.app.widgets.host_table import host_cells
+from gpudesk.core.config import Host
 from gpudesk.core.ssh import ConnState
-
-if TYPE_CHECKING:
-    from gpudesk.app.app import GpudeskApp
-
 
 FLUSH_INTERVAL = 0.15
 
 
-class FleetScreen(Screen[None]):
+class FleetScreen(HostView, Screen[None]):
     BINDINGS = [
         Binding("a", "add_host", "Add host"),
         Binding("enter", "open_host", "Open", show=True),
@@ -43,8 +40,8 @@ class FleetScreen(Screen[None]):
         self._flush_scheduled = False
 
     @property
-    def gapp(self) -> GpudeskApp:
-        return cast("GpudeskApp", self.app)
+    def desk(self) -> Desk:
+        return desk_of(self)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -69,7 +66,7 @@ class FleetScreen(Screen[None]):
             return True
         invert = pattern.startswith("!")
         pattern = pattern[1:] if invert else pattern
-        model = self.gapp.models[name]
+        model = self.desk.state.models[name]
         haystack = f"{name} {model.host.destination} {model.status.state.value}"
         try:
             found = re.search(pattern, haystack, re.IGNORECASE) is not None
@@ -80,18 +77,18 @@ class FleetScreen(Screen[None]):
     def rebuild(self) -> None:
         self._pending.clear()
         hosts = self.query_one(HostList)
-        names = [n for n in self.gapp.models if self._matches(n)]
+        names = [n for n in self.desk.state.models if self._matches(n)]
         hosts.set_rows(names)
         for name in names:
-            hosts.show(name, host_cells(self.gapp.models[name]))
+            hosts.show(name, host_cells(self.desk.state.models[name]))
         self.update_summary()
 
-    def refresh_host(self, name: str) -> None:
+    def host_changed(self, name: str) -> None:
         """Note that a host changed; rows are redrawn together a few times a second.
 
         Many hosts streaming at 1 Hz would otherwise each cost a screen update of their own.
         """
-        model = self.gapp.models.get(name)
+        model = self.desk.state.models.get(name)
         if model is None or (name in self.query_one(HostList).rows) != self._matches(name):
             self.rebuild()  # a host came or went: at once
             return
@@ -116,14 +113,14 @@ class FleetScreen(Screen[None]):
 
     def show_host(self, name: str) -> None:
         hosts = self.query_one(HostList)
-        model = self.gapp.models.get(name)
+        model = self.desk.state.models.get(name)
         if model is None or (name in hosts.rows) != self._matches(name):
             self.rebuild()
         elif name in hosts.rows:
             hosts.show(name, host_cells(model))
 
     def update_summary(self) -> None:
-        models = list(self.gapp.models.values())
+        models = list(self.desk.state.models.values())
         connected = sum(m.status.state is ConnState.CONNECTED for m in models)
         attention = sum(m.status.state.needs_user for m in models)
         parts = [f"{len(models)} hosts", f"{connected} connected"]
@@ -146,11 +143,11 @@ class FleetScreen(Screen[None]):
         return self.query_one(HostList).cursor
 
     def action_add_host(self) -> None:
-        self.app.push_screen(AddHostModal(self.gapp.fleet.inventory), self._added)
+        self.app.push_screen(AddHostModal(self.desk.state.inventory), self._added)
 
-    def _added(self, host: object) -> None:
+    def _added(self, host: Host | None) -> None:
         if host is not None:
-            self.gapp.add_host(host)  # type: ignore[arg-type]
+            self.desk.add_host(host)
 
     def on_host_list_opened(self, event: HostList.Opened) -> None:
         self.action_open_host()
@@ -159,42 +156,42 @@ class FleetScreen(Screen[None]):
         name = self._selected()
         if name is None:
             return
-        model = self.gapp.models[name]
+        model = self.desk.state.models[name]
         if model.status.state is ConnState.HOST_KEY_UNKNOWN:
             self.ask_host_key(name)
             return
-        self.gapp.open_host(name)
+        self.desk.open_host(name)
 
     def ask_host_key(self, name: str) -> None:
-        model = self.gapp.models[name]
+        model = self.desk.state.models[name]
 
         def answered(accepted: bool | None) -> None:
             if accepted:
-                self.gapp.accept_host_key(name)
+                self.desk.state.accept_host_key(name)
 
         self.app.push_screen(HostKeyModal(model.host, model.status), answered)
 
     def action_runs(self) -> None:
-        self.gapp.open_runs()
+        self.desk.open_runs()
 
     def action_retry(self) -> None:
         name = self._selected()
         if name is not None:
-            self.gapp.retry_host(name)
+            self.desk.state.retry_host(name)
             self.notify(f"Reconnecting to {name}…")
 
     def action_remove_host(self) -> None:
         name = self._selected()
         if name is None:
             return
-        model = self.gapp.models[name]
+        model = self.desk.state.models[name]
         if model.host.builtin:
             self.notify(f"{name} is built in and cannot be removed.", severity="warning")
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.gapp.remove_host(name)
+                self.desk.remove_host(name)
 
         self.app.push_screen(
             ConfirmModal(

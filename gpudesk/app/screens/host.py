@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -15,10 +15,14 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from gpudesk.app.desk import Desk, HostView, desk_of, show_notice
+from gpudesk.app.messages import ActionDone, InspectLoaded, Notice
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.inspect import InspectModal
 from gpudesk.app.modals.launch import LaunchModal
+from gpudesk.app.modals.submit_run import SubmitRunModal
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
+from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.widgets.container_table import COLUMNS, container_cells
 from gpudesk.app.widgets.gpu_panel import GpuPanel, GpuProcessTable
 from gpudesk.core import sshconfig
@@ -27,12 +31,10 @@ from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.devcontainers import LaunchRequest, Reach
 from gpudesk.core.flavours import SSH_HOST_PREFIX, Flavour
 from gpudesk.core.gpu.sample import free_gpu_indices
-
-if TYPE_CHECKING:
-    from gpudesk.app.app import GpudeskApp
+from gpudesk.core.logs import LogTarget
 
 
-class HostScreen(Screen[None]):
+class HostScreen(HostView, Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("L", "launch('ssh')", "Launch SSH"),
@@ -58,8 +60,8 @@ class HostScreen(Screen[None]):
         self._containers_shown: tuple[object, ...] | None = None
 
     @property
-    def gapp(self) -> GpudeskApp:
-        return cast("GpudeskApp", self.app)
+    def desk(self) -> Desk:
+        return desk_of(self)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -75,15 +77,18 @@ class HostScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.refresh_host(self.host_name)
+        self.show_host()
         self.query_one("#containers", DataTable).focus()
 
     # ------------------------------------------------------------------ rendering
 
-    def refresh_host(self, name: str) -> None:
-        if name != self.host_name:
-            return
-        model = self.gapp.models.get(name)
+    def host_changed(self, name: str) -> None:
+        if name == self.host_name:
+            self.show_host()
+
+    def show_host(self) -> None:
+        name = self.host_name
+        model = self.desk.state.models.get(name)
         info = self.query_one("#host-info", Static)
         if model is None:
             info.update(f"{name} was removed.")
@@ -105,7 +110,7 @@ class HostScreen(Screen[None]):
             lines.append(f"gpus     {model.gpu_note}")
         info.update("\n".join(lines))
         if model.gpu is not None:
-            self.query_one(GpuPanel).show(model.gpu, model.gpu_history)
+            self.query_one(GpuPanel).show(model.gpu, model.gpu_history, model.gpu_summary)
             self.query_one(GpuProcessTable).show(model.gpu)
         shown = (model.containers, model.containers_error, self.show_all)
         if shown != self._containers_shown:
@@ -113,7 +118,8 @@ class HostScreen(Screen[None]):
             self._containers_shown = shown
             self.show_containers(model.containers, model.containers_error)
 
-    def visible(self, infos: list[ContainerInfo]) -> list[ContainerInfo]:
+    def listed(self, infos: list[ContainerInfo]) -> list[ContainerInfo]:
+        """The containers the table lists: gpudesk's, or all of them after ``a``."""
         return [i for i in infos if self.show_all or i.is_gpudesk]
 
     def show_containers(self, infos: list[ContainerInfo] | None, error: str | None) -> None:
@@ -123,7 +129,7 @@ class HostScreen(Screen[None]):
         if infos is None:
             title.update(f"[b]Containers[/b] · {error or 'loading…'}")
             return
-        shown = self.visible(infos)
+        shown = self.listed(infos)
         title.update(
             f"[b]Containers[/b] · {len(shown)} {scope} · L launch SSH · J launch Jupyter · a toggle all"
         )
@@ -144,7 +150,7 @@ class HostScreen(Screen[None]):
     # ------------------------------------------------------------------ helpers
 
     def selected(self) -> ContainerInfo | None:
-        model = self.gapp.models.get(self.host_name)
+        model = self.desk.state.models.get(self.host_name)
         table = self.query_one("#containers", DataTable)
         if model is None or not model.containers or table.row_count == 0:
             self.notify("No container selected.", severity="warning")
@@ -159,13 +165,13 @@ class HostScreen(Screen[None]):
 
     def action_toggle_all(self) -> None:
         self.show_all = not self.show_all
-        self.refresh_host(self.host_name)
+        self.show_host()
 
     def action_reconnect(self) -> None:
-        self.gapp.retry_host(self.host_name)
+        self.desk.state.retry_host(self.host_name)
 
     def action_launch(self, flavour: str) -> None:
-        model = self.gapp.models.get(self.host_name)
+        model = self.desk.state.models.get(self.host_name)
         if model is None:
             return
         free = free_gpu_indices(model.gpu) if model.gpu is not None else None
@@ -181,9 +187,9 @@ class HostScreen(Screen[None]):
     def _launched(self, reach: Reach | None) -> None:
         if reach is None or reach.flavour is not Flavour.SSH:
             return
-        home = self.gapp.fleet.inventory.paths.home
+        home = self.desk.state.paths.home
         config = sshconfig.config_path(home)
-        declined = self.gapp.fleet.inventory.paths.state_dir / "ssh-include-declined"
+        declined = self.desk.state.paths.state_dir / "ssh-include-declined"
         if sshconfig.include_present(user_ssh_config_path(), config) or declined.exists():
             return
 
@@ -217,7 +223,7 @@ class HostScreen(Screen[None]):
                 f"{info.name} is not an SSH container; use l for its logs.", severity="warning"
             )
             return
-        home = self.gapp.fleet.inventory.paths.home
+        home = self.desk.state.paths.home
         if not any(e.name == info.name for e in sshconfig.entries(home)):
             self.notify(
                 f"No ssh entry for {info.name}; was it launched by gpudesk here?", severity="error"
@@ -241,24 +247,30 @@ class HostScreen(Screen[None]):
         if info.flavour is not Flavour.JUPYTER:
             self.notify(f"{info.name} is not a Jupyter container.", severity="warning")
             return
-        self.gapp.open_jupyter(self.host_name, info.name)
+        self.desk.open_jupyter(self.host_name, info.name)
 
     def action_act(self, verb: str) -> None:
         info = self.selected()
         if info is not None:
             self.notify(f"{verb} {info.name}…")
-            self.run_action(verb, info.name)
+            self.act_on_container(verb, info.name)
 
     @work(thread=True, group="container-action", exit_on_error=False)
-    def run_action(self, verb: str, name: str) -> None:
+    def act_on_container(self, verb: str, name: str) -> None:
         try:
-            result = self.gapp.devcontainers(self.host_name).act(verb, name)
+            result = self.desk.state.devcontainers(self.host_name).act(verb, name)
         except Exception as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            self.post_message(Notice(str(exc), error=True, timeout=10))
             return
         done = "removed (workspace kept)" if verb == "rm" else getattr(result, "status", verb)
-        self.app.call_from_thread(self.notify, f"{name}: {done}")
-        self.gapp.call_from_thread(self.gapp.refresh_containers, self.host_name)
+        self.post_message(ActionDone(f"{name}: {done}"))
+
+    def on_notice(self, message: Notice) -> None:
+        show_notice(self, message)
+
+    def on_action_done(self, message: ActionDone) -> None:
+        self.on_notice(message)
+        self.desk.refresh_containers(self.host_name)
 
     def action_remove(self) -> None:
         info = self.selected()
@@ -273,7 +285,7 @@ class HostScreen(Screen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_action("rm", info.name)
+                self.act_on_container("rm", info.name)
 
         self.app.push_screen(
             ConfirmModal(f"Remove container {info.name}?", detail, confirm="Remove"), answered
@@ -287,20 +299,19 @@ class HostScreen(Screen[None]):
     @work(thread=True, group="inspect", exit_on_error=False)
     def load_inspect(self, name: str) -> None:
         try:
-            data: Any = self.gapp.devcontainers(self.host_name).engine().inspect(name)
+            data: Any = self.desk.state.devcontainers(self.host_name).engine().inspect(name)
         except Exception as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.post_message(Notice(str(exc), error=True))
             return
-        text = json.dumps(data, indent=2, default=str)
-        self.app.call_from_thread(self.app.push_screen, InspectModal(name, text))
+        self.post_message(InspectLoaded(name, json.dumps(data, indent=2, default=str)))
+
+    def on_inspect_loaded(self, message: InspectLoaded) -> None:
+        self.app.push_screen(InspectModal(message.name, message.text))
 
     def action_logs(self) -> None:
         info = self.selected()
         if info is None:
             return
-        from gpudesk.app.screens.logs import LogScreen
-        from gpudesk.core.logs import LogTarget
-
         self.app.push_screen(LogScreen(self.host_name, LogTarget.container(info.name)))
 
     def action_submit_run(self) -> None:
@@ -310,6 +321,4 @@ class HostScreen(Screen[None]):
         if info.state != "running":
             self.notify(f"{info.name} is {info.state}; start it first (u).", severity="warning")
             return
-        from gpudesk.app.modals.submit_run import SubmitRunModal
-
         self.app.push_screen(SubmitRunModal(self.host_name, info.name))

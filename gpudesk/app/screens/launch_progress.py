@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import ComposeResult
@@ -14,15 +13,13 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Log, Static
 
+from gpudesk.app.desk import Desk, HostView, desk_of
 from gpudesk.core.containers import NoGpuRuntimeError
 from gpudesk.core.devcontainers import LaunchRequest, Reach
 from gpudesk.core.flavours import Flavour
 
-if TYPE_CHECKING:
-    from gpudesk.app.app import GpudeskApp
 
-
-class LaunchProgressScreen(ModalScreen[Reach | None]):
+class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel / close")]
 
     class Line(Message):
@@ -46,8 +43,8 @@ class LaunchProgressScreen(ModalScreen[Reach | None]):
         self.running = False
 
     @property
-    def gapp(self) -> GpudeskApp:
-        return cast("GpudeskApp", self.app)
+    def desk(self) -> Desk:
+        return desk_of(self)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="launch-progress"):
@@ -73,9 +70,9 @@ class LaunchProgressScreen(ModalScreen[Reach | None]):
     @work(thread=True, exit_on_error=False, group="launch")
     def run_launch(self, request: LaunchRequest) -> None:
         try:
-            _, reach = self.gapp.devcontainers(self.host).launch(
+            _, reach = self.desk.state.devcontainers(self.host).launch(
                 request,
-                on_progress=lambda line: self.post_message(self.Line(line)),
+                on_progress=self.progress,
                 cancel=self.cancel,
             )
         except NoGpuRuntimeError as exc:
@@ -84,6 +81,10 @@ class LaunchProgressScreen(ModalScreen[Reach | None]):
             self.post_message(self.Finished(None, str(exc)))
         else:
             self.post_message(self.Finished(reach, None))
+
+    def progress(self, line: str) -> None:
+        """One line of launch progress, from the worker thread."""
+        self.post_message(self.Line(line))
 
     def on_launch_progress_screen_line(self, message: Line) -> None:
         self.query_one("#launch-log", Log).write_line(message.text)
@@ -100,15 +101,15 @@ class LaunchProgressScreen(ModalScreen[Reach | None]):
         self.reach = message.reach
         assert message.reach is not None
         if message.reach.flavour is Flavour.JUPYTER:
-            self.gapp.open_jupyter(self.host, message.reach.name, browser=False)
+            self.desk.open_jupyter(self.host, message.reach.name, browser=False)
             lines = ["Jupyter is ready; opening the port forward…"]
         else:
             lines = ["Ready. Reach it with:", *(f"  {x}" for x in message.reach.lines())]
         status.update("\n".join(lines))
-        self.gapp.refresh_containers(self.host)
+        self.desk.refresh_containers(self.host)
 
-    def refresh_host(self, name: str) -> None:
-        url = self.reach and self.gapp.jupyter_urls.get((self.host, self.reach.name))
+    def host_changed(self, name: str) -> None:
+        url = self.reach and self.desk.state.jupyter_urls.get((self.host, self.reach.name))
         if name == self.host and url:
             self.query_one("#launch-status", Static).update(
                 f"Jupyter is ready:\n  {url}\n(copied to the clipboard; o on the container opens it)"

@@ -5,38 +5,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from gpudesk.app.desk import Desk, desk_of, show_notice
+from gpudesk.app.messages import LogEnded, LogLines, Notice
 from gpudesk.app.widgets.log_view import LogView
 from gpudesk.core import logs
 from gpudesk.core.logs import LogFollower, LogTarget
 
-if TYPE_CHECKING:
-    from gpudesk.app.app import GpudeskApp
-
 FollowerFactory = Callable[[Callable[[list[str], int], None]], LogFollower]
 MAX_LINES = 10_000
 TAIL = 500
-
-
-class LogLines(Message):
-    def __init__(self, lines: list[str], total: int) -> None:
-        super().__init__()
-        self.lines = lines
-        self.total = total
-
-
-class LogEnded(Message):
-    def __init__(self, error: str | None) -> None:
-        super().__init__()
-        self.error = error
 
 
 class LogScreen(Screen[None]):
@@ -79,8 +63,8 @@ class LogScreen(Screen[None]):
         self.sub_title = f"{host} · {target.title}"
 
     @property
-    def gapp(self) -> GpudeskApp:
-        return cast("GpudeskApp", self.app)
+    def desk(self) -> Desk:
+        return desk_of(self)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -112,7 +96,7 @@ class LogScreen(Screen[None]):
             if self.follower_factory is not None:
                 follower = self.follower_factory(on_batch)
             else:
-                service = self.gapp.fleet.get(self.host)
+                service = self.desk.state.service(self.host)
                 follower = logs.follower(
                     service, self.target, on_batch, tail=TAIL, max_lines=self.max_lines
                 )
@@ -197,10 +181,11 @@ class LogScreen(Screen[None]):
         try:
             path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            self.app.call_from_thread(
-                self.notify,
-                f"Could not save the log to {path}: {exc.strerror or exc}.",
-                severity="error",
+            self.post_message(
+                Notice(f"Could not save the log to {path}: {exc.strerror or exc}.", error=True)
             )
             return
-        self.app.call_from_thread(self.notify, f"Saved {text.count(chr(10)):,} lines to {path}.")
+        self.post_message(Notice(f"Saved {text.count(chr(10)):,} lines to {path}."))
+
+    def on_notice(self, message: Notice) -> None:
+        show_notice(self, message)

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from gpudesk.app.screens.runs import STATE_STYLE, FleetRunSource, RunSource
+from gpudesk.app.desk import Desk, desk_of
+from gpudesk.app.messages import RunLoaded
+from gpudesk.app.screens.logs import LogScreen
+from gpudesk.app.state import FleetRunSource, RunSource
 from gpudesk.app.widgets.loss_chart import LossChart
+from gpudesk.app.widgets.run_state import STATE_STYLE
 from gpudesk.core import shell
 from gpudesk.core.logs import LogTarget
 from gpudesk.core.runs import Run, format_duration, script_label
-
-if TYPE_CHECKING:
-    from gpudesk.app.app import GpudeskApp
 
 POLL_INTERVAL = 3.0
 # The eval metric worth a curve, per task; val_loss otherwise.
@@ -30,13 +28,6 @@ PRIMARY_METRIC = {
     "lm": "perplexity",
     "recsys": "ndcg10",
 }
-
-
-class RunLoaded(Message):
-    def __init__(self, run: Run | None, error: str | None) -> None:
-        super().__init__()
-        self.run = run
-        self.error = error
 
 
 def _num(value: float | None, spec: str, unit: str = "") -> str:
@@ -69,8 +60,8 @@ class RunDetailScreen(Screen[None]):
         self.sub_title = f"run {name} on {host}" + (f"/{container}" if container else "")
 
     @property
-    def gapp(self) -> GpudeskApp:
-        return cast("GpudeskApp", self.app)
+    def desk(self) -> Desk:
+        return desk_of(self)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -88,7 +79,7 @@ class RunDetailScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, group="run-detail", exclusive=True)
     def poll(self) -> None:
-        source = self.source or FleetRunSource(self.gapp)
+        source = self.source or FleetRunSource(self.desk.state)
         try:
             run = source.run(self.host, self.run_name, self.container)
         except Exception as exc:
@@ -159,8 +150,6 @@ class RunDetailScreen(Screen[None]):
         self.query_one("#detail-log", Static).border_title = "last log lines"
 
     def action_log(self) -> None:
-        from gpudesk.app.screens.logs import LogScreen
-
         if self.run is not None:
             target = LogTarget.run(self.run.name, self.run.log_path, self.run.container)
             self.app.push_screen(LogScreen(self.host, target))

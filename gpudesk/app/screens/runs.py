@@ -4,100 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import TYPE_CHECKING, Protocol, cast
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from gpudesk.app.desk import Desk, desk_of, show_notice
+from gpudesk.app.messages import ActionDone, Notice, RunsLoaded
 from gpudesk.app.modals.confirm import ConfirmModal
+from gpudesk.app.screens.logs import LogScreen
+from gpudesk.app.screens.run_detail import RunDetailScreen
+from gpudesk.app.state import FleetRunSource, RunSource
+from gpudesk.app.widgets.run_state import STATE_STYLE
 from gpudesk.core.logs import LogTarget
 from gpudesk.core.runs import (
     Run,
-    RunState,
-    StopResult,
-    get_run,
-    list_runs,
-    rerun,
     run_cells,
-    stop_run,
 )
-from gpudesk.core.ssh import ConnState
-
-if TYPE_CHECKING:
-    from gpudesk.app.app import GpudeskApp
 
 POLL_INTERVAL = 3.0
 STOP_GRACE = 10.0
 # Fixed widths keep the columns still while the numbers change every poll.
 COLUMNS = {"name": 20, "host/container": 20, "script": 9, "state": 11, "step": 11, "loss": 7,
            "tokens/s": 8, "elapsed": 7, "ETA": 6}  # fmt: skip
-STATE_STYLE = {
-    RunState.STARTING: "yellow",
-    RunState.RUNNING: "bold cyan",
-    RunState.SUCCEEDED: "green",
-    RunState.FAILED: "bold red",
-    RunState.STOPPED: "magenta",
-    RunState.LOST: "red",
-}
-
-
-class RunSource(Protocol):
-    """Where the runs views get their runs; tests inject a recorded one."""
-
-    def runs(self, host: str | None) -> tuple[list[Run], list[str]]: ...
-
-    def run(self, host: str, name: str, container: str) -> Run: ...
-
-    def stop(self, run: Run, grace: float) -> StopResult: ...
-
-    def rerun(self, run: Run) -> Run: ...
-
-
-class FleetRunSource:
-    """Asks every connected host of the app's fleet (called from worker threads only)."""
-
-    def __init__(self, app: GpudeskApp) -> None:
-        self.app = app
-
-    def _hosts(self, host: str | None) -> list[str]:
-        names = [host] if host else list(self.app.models)
-        return [
-            n
-            for n in names
-            if n in self.app.models and self.app.models[n].status.state is ConnState.CONNECTED
-        ]
-
-    def runs(self, host: str | None) -> tuple[list[Run], list[str]]:
-        runs: list[Run] = []
-        errors: list[str] = []
-        for name in self._hosts(host):
-            try:
-                runs += list_runs(self.app.fleet.get(name))
-            except Exception as exc:  # one broken host must not hide the others' runs
-                errors.append(f"{name}: {exc}")
-        return runs, errors
-
-    def run(self, host: str, name: str, container: str) -> Run:
-        return get_run(self.app.fleet.get(host), name, container=container or None)
-
-    def stop(self, run: Run, grace: float) -> StopResult:
-        return stop_run(self.app.fleet.get(run.host), run, grace=grace)
-
-    def rerun(self, run: Run) -> Run:
-        return rerun(self.app.fleet.get(run.host), run)
-
-
-class RunsLoaded(Message):
-    def __init__(self, runs: list[Run], errors: list[str]) -> None:
-        super().__init__()
-        self.runs = runs
-        self.errors = errors
 
 
 def run_key(run: Run) -> str:
@@ -132,12 +65,12 @@ class RunsScreen(Screen[None]):
         self.sub_title = f"runs on {host}" if host else "runs on every connected host"
 
     @property
-    def gapp(self) -> GpudeskApp:
-        return cast("GpudeskApp", self.app)
+    def desk(self) -> Desk:
+        return desk_of(self)
 
     def run_source(self) -> RunSource:
         if self.source is None:
-            self.source = FleetRunSource(self.gapp)
+            self.source = FleetRunSource(self.desk.state)
         return self.source
 
     def compose(self) -> ComposeResult:
@@ -263,8 +196,6 @@ class RunsScreen(Screen[None]):
         self.action_detail()
 
     def action_detail(self) -> None:
-        from gpudesk.app.screens.run_detail import RunDetailScreen
-
         run = self.selected()
         if run is not None:
             self.app.push_screen(
@@ -272,8 +203,6 @@ class RunsScreen(Screen[None]):
             )
 
     def action_log(self) -> None:
-        from gpudesk.app.screens.logs import LogScreen
-
         run = self.selected()
         if run is not None:
             self.app.push_screen(
@@ -305,16 +234,15 @@ class RunsScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, group="runs-action")
     def stop(self, run: Run) -> None:
-        self.app.call_from_thread(
-            self.notify, f"Stopping {run.name}: SIGTERM now, SIGKILL after {STOP_GRACE:.0f} s."
+        self.post_message(
+            Notice(f"Stopping {run.name}: SIGTERM now, SIGKILL after {STOP_GRACE:.0f} s.")
         )
         try:
             result = self.run_source().stop(run, STOP_GRACE)
         except Exception as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.post_message(Notice(str(exc), error=True))
             return
-        self.app.call_from_thread(self.notify, result.message)
-        self.app.call_from_thread(self.refresh_now)
+        self.post_message(ActionDone(result.message))
 
     def action_rerun(self) -> None:
         run = self.selected()
@@ -326,9 +254,13 @@ class RunsScreen(Screen[None]):
         try:
             new = self.run_source().rerun(run)
         except Exception as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.post_message(Notice(str(exc), error=True))
             return
-        self.app.call_from_thread(
-            self.notify, f"Started {new.name} with the arguments of {run.name}."
-        )
-        self.app.call_from_thread(self.refresh_now)
+        self.post_message(ActionDone(f"Started {new.name} with the arguments of {run.name}."))
+
+    def on_notice(self, message: Notice) -> None:
+        show_notice(self, message)
+
+    def on_action_done(self, message: ActionDone) -> None:
+        show_notice(self, message)
+        self.refresh_now()

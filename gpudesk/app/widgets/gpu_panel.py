@@ -13,6 +13,7 @@ from gpudesk.core.gpu.sample import (
     GpuDevice,
     GpuProcess,
     GpuSample,
+    GpuSummary,
     summarize,
 )
 from gpudesk.core.gpu.stream import GpuHistory
@@ -162,15 +163,21 @@ class GpuPanel(Vertical):
         yield self.summary
         yield self.rows_box
 
-    def show(self, sample: GpuSample, history: GpuHistory) -> None:
-        """Update in place; rows are only rebuilt when the number of GPUs changes."""
+    def show(
+        self, sample: GpuSample, history: GpuHistory, summary: GpuSummary | None = None
+    ) -> None:
+        """Update in place; rows are only rebuilt when the number of GPUs changes.
+
+        ``summary`` is ``summarize(sample)`` when the caller already has it (the app's model).
+        """
         self.set_class(sample.simulated, "-simulated")
         problem = sample.driver_state is not DriverState.OK
         self.set_class(problem, "-driver-problem")
         self.message_label.update(
             f"{sample.driver_state.value}: {sample.message}" if problem else sample.message
         )
-        summary = summarize(sample)
+        if summary is None:
+            summary = summarize(sample)
         hottest = f"{summary.hottest:.0f}°C" if summary.hottest is not None else NA
         memory = (
             f"{summary.mem_used / 1024**3:.0f}/{summary.mem_total / 1024**3:.0f} GiB"

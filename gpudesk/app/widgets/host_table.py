@@ -10,7 +10,7 @@ from gpudesk.core.config import HostKind
 from gpudesk.core.ssh import ConnState
 
 if TYPE_CHECKING:
-    from gpudesk.app.app import HostModel
+    from gpudesk.app.state import HostModel
 
 STATE_STYLE = {
     ConnState.CONNECTED: "bold green",

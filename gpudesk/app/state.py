@@ -1,0 +1,369 @@
+"""The TUI's state, without Textual: what it knows about each host and the loops that feed it.
+
+:class:`FleetState` owns the fleet (connections), one :class:`HostModel` per host, the GPU
+streams, the container watchers, the Jupyter tunnels and URLs. Its loops run on threads and
+report through a :class:`Sink`; :class:`~gpudesk.app.app.GpudeskApp` is that sink and turns each
+report into a Textual message, whose handler calls one of the ``apply_*`` methods here on the
+UI thread and tells the screens which host changed. Nothing here imports Textual, so the
+state and its transitions are tested on their own (tests/unit/test_app_state.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
+
+from gpudesk.core.config import Host, Inventory, Paths
+from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.devcontainers import DevContainers
+from gpudesk.core.engine import EngineError, EngineInfo
+from gpudesk.core.fleet import Fleet, HostService, simulated_gpus
+from gpudesk.core.gpu.sample import GpuSample, GpuSummary, summarize
+from gpudesk.core.gpu.stream import GpuHistory, GpuStream, StreamState
+from gpudesk.core.runs import Run, StopResult, get_run, list_runs, rerun, stop_run
+from gpudesk.core.ssh import ConnState, ConnStatus
+from gpudesk.core.tunnels import Tunnel
+
+# A broken container event stream (engine restart, SSH drop) is reopened after this pause.
+WATCH_RETRY_S = 5.0
+
+
+@dataclass
+class HostModel:
+    """Everything the UI shows about one host; changed only by FleetState.apply_*."""
+
+    host: Host
+    status: ConnStatus
+    engine: EngineInfo | None = None
+    engine_error: str | None = None
+    gpu: GpuSample | None = None
+    gpu_history: GpuHistory = field(default_factory=GpuHistory)
+    gpu_summary: GpuSummary | None = None
+    gpu_note: str = ""
+    containers: list[ContainerInfo] | None = None
+    containers_error: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Sink(Protocol):
+    """Where the state's loops report, from any thread (the app posts a message for each)."""
+
+    def host_status(self, status: ConnStatus) -> None: ...
+
+    def engine_status(self, host: str, info: EngineInfo | None, error: str | None) -> None: ...
+
+    def gpu_sample(self, host: str, sample: GpuSample) -> None: ...
+
+    def gpu_stream_state(self, host: str, state: StreamState, detail: str) -> None: ...
+
+    def containers(
+        self, host: str, infos: list[ContainerInfo] | None, error: str | None
+    ) -> None: ...
+
+    def loop_failed(self, name: str, error: Exception) -> None: ...
+
+
+FleetFactory = Callable[[Callable[[ConnStatus], None]], Fleet]
+
+
+def default_fleet(on_status: Callable[[ConnStatus], None]) -> Fleet:
+    return Fleet.build(Inventory.load(), on_status=on_status)
+
+
+class FleetState:
+    """The hosts, their models and the loops that keep them current."""
+
+    def __init__(self, sink: Sink, fleet_factory: FleetFactory, *, connect: bool = True) -> None:
+        self.sink = sink
+        self.fleet = fleet_factory(sink.host_status)
+        self.connect_hosts = connect
+        self.simulate = simulated_gpus()
+        self.gpu_interval = 1.0
+        self.streams: dict[str, GpuStream] = {}
+        self.watchers: dict[str, threading.Event] = {}
+        self.tunnels: dict[tuple[str, str], Tunnel] = {}
+        self.jupyter_urls: dict[tuple[str, str], str] = {}
+        self.models: dict[str, HostModel] = {
+            name: HostModel(svc.host, ConnStatus(name, ConnState.CONNECTING))
+            for name, svc in self.fleet.services.items()
+        }
+
+    @property
+    def paths(self) -> Paths:
+        return self.fleet.inventory.paths
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.fleet.inventory
+
+    def service(self, name: str) -> HostService:
+        return self.fleet.get(name)
+
+    def devcontainers(self, name: str) -> DevContainers:
+        return DevContainers(self.fleet.get(name), self.fleet.inventory)
+
+    def connected(self, name: str) -> bool:
+        model = self.models.get(name)
+        return model is not None and model.status.state is ConnState.CONNECTED
+
+    # ------------------------------------------------------------------ loops
+
+    def start(self) -> None:
+        """Connect every host (each connection is a loop of its own)."""
+        if self.connect_hosts:
+            for service in self.fleet.services.values():
+                self.spawn(service.conn.run, f"conn:{service.host.name}")
+
+    def spawn(self, target: Callable[[], None], name: str) -> None:
+        """A loop that lives as long as its host: a thread of its own, not a pooled worker.
+
+        Textual's thread workers share asyncio's default executor (a handful of threads);
+        per-host loops held there forever would starve short workers and later hosts.
+        """
+
+        def guarded() -> None:
+            try:
+                target()
+            except Exception as exc:
+                self.sink.loop_failed(name, exc)
+
+        threading.Thread(target=guarded, name=f"gpudesk-{name}", daemon=True).start()
+
+    def probe_engine(self, name: str) -> None:
+        """Ask the host's Docker engine who it is (blocking; run it in a worker)."""
+        service = self.fleet.services.get(name)
+        if service is None:
+            return
+        try:
+            info = service.engine()
+        except EngineError as exc:
+            self.sink.engine_status(name, None, str(exc))
+        else:
+            self.sink.engine_status(name, info, None)
+
+    def start_gpu_stream(self, name: str) -> None:
+        stream = self.streams.get(name)
+        if stream is not None and not stream.stopped:
+            return
+        service = self.fleet.services.get(name)
+        if service is None:
+            return
+        stream = service.gpu_stream(
+            partial(self.sink.gpu_sample, name),
+            partial(self.sink.gpu_stream_state, name),
+            interval=self.gpu_interval,
+            simulate=self.simulate,
+        )
+        self.streams[name] = stream
+        self.spawn(stream.run, f"gpu:{name}")
+
+    def stop_gpu_stream(self, name: str) -> None:
+        stream = self.streams.pop(name, None)
+        if stream is not None:
+            stream.stop()
+
+    def set_gpu_interval(self, seconds: float) -> None:
+        """Restart every agent at the new interval (the agent reads it at start)."""
+        self.gpu_interval = seconds
+        for name in list(self.streams):
+            self.stop_gpu_stream(name)
+            if self.connected(name):
+                self.start_gpu_stream(name)
+
+    def start_container_watch(self, name: str) -> None:
+        running = self.watchers.get(name)
+        if running is not None and not running.is_set():
+            return
+        stop = threading.Event()
+        self.watchers[name] = stop
+        self.spawn(partial(self._watch_containers, name, stop), f"containers:{name}")
+
+    def _watch_containers(self, name: str, stop: threading.Event) -> None:
+        """List once, then again on every engine event: live without polling."""
+        dev = self.devcontainers(name)
+        while not stop.is_set():
+            try:
+                # Open the event stream first so nothing between list and watch is missed.
+                events = dev.engine().events(stop)
+                self.sink.containers(name, dev.list(True), None)
+                for _event in events:
+                    self.sink.containers(name, dev.list(True), None)
+            except Exception as exc:
+                self.sink.containers(name, None, str(exc))
+            stop.wait(WATCH_RETRY_S)
+
+    def list_containers(self, name: str) -> None:
+        """Relist now (after an action), without waiting for the event (blocking)."""
+        try:
+            self.sink.containers(name, self.devcontainers(name).list(True), None)
+        except Exception as exc:
+            self.sink.containers(name, None, str(exc))
+
+    def jupyter_url(self, host: str, name: str) -> str | None:
+        """The URL through a port forward kept for the session, one per container (blocking)."""
+        key = (host, name)
+        url = self.jupyter_urls.get(key)
+        if url is None:
+            reach, tunnel = self.devcontainers(host).open_jupyter(name)
+            url = reach.url
+            if tunnel is not None:
+                self.tunnels[key] = tunnel
+        return url
+
+    # ------------------------------------------------------------------ transitions
+
+    def apply_status(self, status: ConnStatus) -> bool:
+        """Record a connection status; True when the host just connected (start its loops)."""
+        model = self.models.get(status.host)
+        if model is None:
+            return False
+        was = model.status.state
+        model.status = status
+        if status.state is not ConnState.CONNECTED:
+            model.engine = None
+            model.engine_error = None
+            return False
+        return self.connect_hosts and was is not ConnState.CONNECTED
+
+    def apply_engine(self, host: str, info: EngineInfo | None, error: str | None) -> bool:
+        model = self.models.get(host)
+        if model is None:
+            return False
+        model.engine, model.engine_error = info, error
+        return True
+
+    def apply_gpu(self, host: str, sample: GpuSample) -> bool:
+        model = self.models.get(host)
+        if model is None:
+            return False
+        model.gpu = sample
+        model.gpu_history.add(sample)
+        model.gpu_note = ""
+        model.gpu_summary = summarize(sample) if sample.gpus else None
+        model.extra["gpus"] = gpu_summary_text(sample, model.gpu_summary)
+        return True
+
+    def apply_stream_state(self, host: str, state: StreamState, detail: str) -> bool:
+        """Mark gaps in the history; True when the screens show something new (a restart)."""
+        model = self.models.get(host)
+        if model is None:
+            return False
+        if state in (StreamState.STARTING, StreamState.RESTARTING):
+            model.gpu_history.mark_gap()
+        if state is StreamState.RESTARTING:
+            model.gpu_note = f"GPU agent restarting: {detail}"
+            return True
+        return False
+
+    def apply_containers(
+        self, host: str, infos: list[ContainerInfo] | None, error: str | None
+    ) -> bool:
+        model = self.models.get(host)
+        if model is None:
+            return False
+        if infos is not None:
+            model.containers = infos
+            model.containers_error = None
+            ours = [i for i in infos if i.is_gpudesk]
+            running = sum(i.state == "running" for i in ours)
+            model.extra["containers"] = f"{running}/{len(ours)} up"
+        else:
+            model.containers_error = error
+            model.extra["containers"] = "error"
+        return True
+
+    # ------------------------------------------------------------------ hosts
+
+    def add_host(self, host: Host) -> None:
+        """Add ``host`` to the inventory and start connecting; ConfigError if it cannot be."""
+        service = self.fleet.add(host, on_status=self.sink.host_status)
+        self.models[host.name] = HostModel(host, ConnStatus(host.name, ConnState.CONNECTING))
+        if self.connect_hosts:
+            self.spawn(service.conn.run, f"conn:{host.name}")
+
+    def remove_host(self, name: str) -> None:
+        """Drop ``name`` from the inventory and stop its loops; ConfigError if it cannot be."""
+        self.fleet.remove(name)
+        self.stop_gpu_stream(name)
+        watcher = self.watchers.pop(name, None)
+        if watcher is not None:
+            watcher.set()
+        self.models.pop(name, None)
+
+    def retry_host(self, name: str) -> None:
+        service = self.fleet.services.get(name)
+        if service is not None:
+            service.conn.retry()
+
+    def accept_host_key(self, name: str) -> None:
+        service = self.fleet.services.get(name)
+        accept = getattr(service.conn, "accept_pending_key", None) if service else None
+        if accept is not None:
+            accept()
+
+    def shutdown(self) -> None:
+        for name in list(self.streams):
+            self.stop_gpu_stream(name)
+        for stop in self.watchers.values():
+            stop.set()
+        for tunnel in self.tunnels.values():
+            tunnel.close()
+        self.fleet.close()
+
+
+class RunSource(Protocol):
+    """Where the runs views get their runs; tests inject a recorded one."""
+
+    def runs(self, host: str | None) -> tuple[list[Run], list[str]]: ...
+
+    def run(self, host: str, name: str, container: str) -> Run: ...
+
+    def stop(self, run: Run, grace: float) -> StopResult: ...
+
+    def rerun(self, run: Run) -> Run: ...
+
+
+class FleetRunSource:
+    """The runs views' source: every connected host of the fleet (called from workers only)."""
+
+    def __init__(self, state: FleetState) -> None:
+        self.state = state
+
+    def _hosts(self, host: str | None) -> list[str]:
+        names = [host] if host else list(self.state.models)
+        return [n for n in names if self.state.connected(n)]
+
+    def runs(self, host: str | None) -> tuple[list[Run], list[str]]:
+        runs: list[Run] = []
+        errors: list[str] = []
+        for name in self._hosts(host):
+            try:
+                runs += list_runs(self.state.service(name))
+            except Exception as exc:  # one broken host must not hide the others' runs
+                errors.append(f"{name}: {exc}")
+        return runs, errors
+
+    def run(self, host: str, name: str, container: str) -> Run:
+        return get_run(self.state.service(host), name, container=container or None)
+
+    def stop(self, run: Run, grace: float) -> StopResult:
+        return stop_run(self.state.service(run.host), run, grace=grace)
+
+    def rerun(self, run: Run) -> Run:
+        return rerun(self.state.service(run.host), run)
+
+
+def gpu_summary_text(sample: GpuSample, s: GpuSummary | None) -> str:
+    """The Fleet table's GPU cell: free/total, memory used, hottest, or why there are none."""
+    prefix = "SIM " if sample.simulated else ""
+    if s is None:
+        return prefix + (sample.driver_state.value.replace("_", " ") if sample.message else "none")
+    parts = [f"{s.free}/{s.count} free"]
+    if s.mem_total:
+        parts.append(f"{s.mem_used / 2**30:.0f}/{s.mem_total / 2**30:.0f}G")
+    if s.hottest is not None:
+        parts.append(f"{s.hottest:.0f}°C")
+    return prefix + " ".join(parts)

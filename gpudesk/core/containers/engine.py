@@ -1,0 +1,329 @@
+"""Queries and actions on one Docker engine's dev containers: list, watch, inspect, start, stop,
+remove, and build gpudesk's images.
+
+Everything goes through an injected ``docker.DockerClient`` (in the app it tunnels over the GPU
+host's SSH connection), so this module only speaks the Docker API. Docker's own exceptions never
+leave it: each failure becomes a :class:`ContainerError` whose message says what went wrong and
+what to do.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from gpudesk.core.containers.model import (
+    LOG_TAIL,
+    BaseImageMissingError,
+    ContainerError,
+    ContainerEvent,
+    ContainerInfo,
+    ContainerNotFoundError,
+    ImageBuildError,
+    NoSpaceLeftError,
+    Progress,
+    Removed,
+    Stats,
+    info_from_attrs,
+    parse_event,
+)
+from gpudesk.core.errors import ENGINE_ERRORS, disk_full
+from gpudesk.core.flavours import (
+    DEFAULT_BASE_IMAGE,
+    Flavour,
+    context_tarball,
+    created_by,
+    image_tag,
+    label,
+)
+
+
+def _api_message(exc: docker.errors.APIError) -> str:
+    return str(getattr(exc, "explanation", None) or exc).strip().rstrip(".")
+
+
+class ContainerEngine:
+    """Dev container queries and actions on one Docker engine (launching is in ``launch``)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    # ---------------------------------------------------------------- queries
+
+    def list(self, all_containers: bool = False) -> list[ContainerInfo]:
+        """gpudesk's containers, running or not; with ``all_containers``, every container."""
+        filters = {} if all_containers else {"label": label("flavour")}
+        try:
+            found = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
+        except ENGINE_ERRORS as exc:
+            raise self._error("could not list containers", exc) from exc
+        now = datetime.now(UTC)
+        infos = [info_from_attrs(c.attrs, now) for c in found]
+        return sorted(infos, key=lambda i: (not i.is_gpudesk, i.name))
+
+    def get(self, name: str) -> ContainerInfo:
+        return info_from_attrs(self._container(name).attrs)
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        attrs: dict[str, Any] = self._container(name).attrs
+        return attrs
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return False
+        except ENGINE_ERRORS as exc:
+            raise self._error(f"could not look up container {name}", exc) from exc
+        return True
+
+    def events(self, stop: threading.Event) -> Iterator[ContainerEvent]:
+        """Container events as they happen, until ``stop`` is set (which also closes the stream).
+
+        The stream is opened before this returns, so failing to reach Docker raises here.
+        """
+        try:
+            stream = self.client.events(decode=True, filters={"type": "container"})
+        except ENGINE_ERRORS as exc:
+            raise self._error("could not watch container events", exc) from exc
+
+        def closer() -> None:
+            stop.wait()
+            try:
+                stream.close()
+            except docker.errors.DockerException:
+                # Over SSH the stream rides a paramiko channel, which docker-py cannot cancel;
+                # closing the channel ends the blocked read all the same.
+                channel = getattr(stream._response.raw._fp.fp, "channel", None)
+                if channel is not None:
+                    channel.close()
+
+        threading.Thread(target=closer, name="gpudesk-docker-events", daemon=True).start()
+        return self._event_iter(stream, stop)
+
+    def _event_iter(self, stream: Any, stop: threading.Event) -> Iterator[ContainerEvent]:
+        try:
+            for raw in stream:
+                if stop.is_set():
+                    return
+                event = parse_event(raw)
+                if event is not None:
+                    yield event
+        except Exception as exc:
+            # Closing the stream from the closer thread surfaces here as a socket error.
+            if stop.is_set():
+                return
+            if isinstance(exc, ENGINE_ERRORS):
+                raise self._error("the Docker event stream broke", exc) from exc
+            raise
+        finally:
+            stop.set()
+
+    def stats(self, name: str) -> Stats:
+        """One CPU/memory sample of a running container."""
+        container = self._container(name)
+        try:
+            raw = container.stats(stream=False)
+        except ENGINE_ERRORS as exc:
+            raise self._error(f"could not read the usage of {name}", exc) from exc
+        cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
+        cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
+            pre.get("cpu_usage") or {}
+        ).get("total_usage", 0)
+        sys_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+        cpus = cpu.get("online_cpus") or len(
+            (cpu.get("cpu_usage") or {}).get("percpu_usage") or [1]
+        )
+        percent = cpu_delta / sys_delta * cpus * 100.0 if sys_delta > 0 and cpu_delta > 0 else 0.0
+        mem = raw.get("memory_stats") or {}
+        details = mem.get("stats") or {}
+        # Page cache is reclaimable; `docker stats` leaves it out the same way.
+        cache = details.get("inactive_file", details.get("total_inactive_file", 0))
+        used = max(int(mem.get("usage", 0)) - int(cache), 0)
+        return Stats(round(percent, 1), used, int(mem.get("limit", 0)))
+
+    def host_public_key(self, name: str, key_type: str = "ed25519") -> str:
+        """The SSH host key a running SSH-flavour container made at its first start."""
+        container = self._container(name)
+        path = f"/etc/ssh/ssh_host_{key_type}_key.pub"
+        try:
+            code, output = container.exec_run(["cat", path], user="root")
+        except ENGINE_ERRORS as exc:
+            raise self._error(f"could not read the SSH host key of {name}", exc) from exc
+        text = output.decode("utf-8", "replace").strip() if output else ""
+        parts = text.split()
+        if code != 0 or len(parts) < 2 or not parts[0].startswith("ssh-"):
+            raise ContainerError(
+                f"Container {name} has no SSH host key at {path}; is it an SSH-flavour container?"
+            )
+        return f"{parts[0]} {parts[1]}"
+
+    def logs_tail(self, name: str, lines: int = LOG_TAIL) -> builtins.list[str]:
+        return logs_tail(self._container(name), lines)
+
+    # ---------------------------------------------------------------- actions
+
+    def start(self, name: str) -> ContainerInfo:
+        return self._act(name, "start", lambda c: c.start())
+
+    def stop(self, name: str, timeout: int = 10) -> ContainerInfo:
+        return self._act(name, "stop", lambda c: c.stop(timeout=timeout))
+
+    def restart(self, name: str, timeout: int = 10) -> ContainerInfo:
+        return self._act(name, "restart", lambda c: c.restart(timeout=timeout))
+
+    def remove(self, name: str) -> Removed:
+        """Stop and delete the container; its workspace folder on the host is left untouched."""
+        container = self._container(name)
+        info = info_from_attrs(container.attrs)
+        try:
+            # v=False: Docker never deletes bind mounts, and named volumes are the user's too.
+            container.remove(force=True, v=False)
+        except docker.errors.NotFound:
+            pass
+        except ENGINE_ERRORS as exc:
+            raise self._error(f"could not remove {name}", exc) from exc
+        return Removed(id=info.id, name=info.name, kept_workspace=info.workspace)
+
+    # ---------------------------------------------------------------- images
+
+    def nvidia_runtime_available(self) -> bool:
+        """Whether this engine has the NVIDIA runtime registered (``docker info`` Runtimes)."""
+        try:
+            runtimes = self.client.info().get("Runtimes") or {}
+        except ENGINE_ERRORS as exc:
+            raise self._error("could not ask Docker about its runtimes", exc) from exc
+        return "nvidia" in runtimes
+
+    def image_exists(self, tag: str) -> bool:
+        try:
+            self.client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return False
+        except ENGINE_ERRORS as exc:
+            raise self._error(f"could not look up image {tag}", exc) from exc
+        return True
+
+    def ensure_image(
+        self,
+        flavour: Flavour,
+        base_image: str = DEFAULT_BASE_IMAGE,
+        on_output: Progress | None = None,
+    ) -> str:
+        """The image tag for ``flavour`` on ``base_image``, building it only if it is missing."""
+        emit = on_output or (lambda _line: None)
+        tag = image_tag(flavour, base_image)
+        if self.image_exists(tag):
+            return tag
+        if not self.image_exists(base_image):
+            raise BaseImageMissingError(
+                f"The base image {base_image} is not on the GPU host; pull or import it first"
+                f" (docker pull {base_image})."
+            )
+        emit(f"Building {tag} from {base_image}")
+        last: deque[str] = deque(maxlen=LOG_TAIL)
+        try:
+            chunks = self.client.api.build(
+                fileobj=io.BytesIO(context_tarball()),
+                custom_context=True,
+                tag=tag,
+                target=flavour.value,
+                buildargs={"BASE_IMAGE": base_image},
+                # Not io.gpudesk.flavour: containers inherit image labels, and that one marks
+                # containers gpudesk launched itself.
+                labels={
+                    label("image.created-by"): created_by(),
+                    label("image.flavour"): flavour.value,
+                },
+                decode=True,
+                rm=True,
+                forcerm=True,
+                pull=False,
+            )
+            for chunk in chunks:
+                text = chunk.get("stream") or chunk.get("status") or ""
+                for line in str(text).splitlines():
+                    if line.strip():
+                        last.append(line)
+                        emit(line)
+                if "error" in chunk:
+                    self._raise_build_error(tag, str(chunk["error"]), list(last))
+        except ENGINE_ERRORS as exc:
+            message = _api_message(exc) if isinstance(exc, docker.errors.APIError) else str(exc)
+            self._raise_build_error(tag, message, list(last))
+        if not self.image_exists(tag):
+            raise ImageBuildError(f"Building {tag} ended without an image.", list(last))
+        return tag
+
+    @staticmethod
+    def _raise_build_error(tag: str, error: str, last: builtins.list[str]) -> None:
+        error = error.strip()
+        if disk_full(error) or any(disk_full(line) for line in last):
+            raise NoSpaceLeftError(
+                f"The GPU host ran out of disk space while building {tag}; free some (for"
+                " example with docker system prune) and try again."
+            )
+        tail = "\n".join(last[-10:])
+        raise ImageBuildError(
+            f"Building {tag} failed: {error}" + (f"\nLast output:\n{tail}" if tail else ""), last
+        )
+
+    # ---------------------------------------------------------------- helpers
+
+    def _container(self, name: str) -> Any:
+        try:
+            return self.client.containers.get(name)
+        except docker.errors.NotFound as exc:
+            raise ContainerNotFoundError(
+                f"There is no container named {name} on this host; refresh the list."
+            ) from exc
+        except ENGINE_ERRORS as exc:
+            raise self._error(f"could not look up {name}", exc) from exc
+
+    def _act(self, name: str, verb: str, action: Callable[[Any], None]) -> ContainerInfo:
+        container = self._container(name)
+        try:
+            action(container)
+            container.reload()
+        except ENGINE_ERRORS as exc:
+            raise self._error(f"could not {verb} {name}", exc) from exc
+        return info_from_attrs(container.attrs)
+
+    @staticmethod
+    def _error(what: str, exc: BaseException) -> ContainerError:
+        if isinstance(exc, docker.errors.APIError):
+            detail = _api_message(exc)
+            if disk_full(detail):
+                return NoSpaceLeftError(
+                    f"Docker {what}: the GPU host is out of disk space; free some and try again."
+                )
+            return ContainerError(f"Docker {what}: {detail}.")
+        if "No such file or directory" in str(exc):
+            return ContainerError(
+                f"Docker {what}: no Docker engine runs there (its socket does not exist); start"
+                " dockerd or set DOCKER_HOST."
+            )
+        if isinstance(exc, requests.exceptions.RequestException | OSError):
+            return ContainerError(
+                f"Docker {what} because the engine did not answer ({exc}); check the connection"
+                " to the GPU host."
+            )
+        return ContainerError(f"Docker {what}: {exc}.")
+
+
+def logs_tail(container: Any, lines: int) -> list[str]:
+    try:
+        raw = container.logs(tail=lines)
+    except ENGINE_ERRORS:
+        return []
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return [line for line in text.splitlines() if line.strip()]
