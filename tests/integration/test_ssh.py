@@ -282,7 +282,7 @@ def test_a_host_behind_a_jump_host_checks_lists_and_closes_cleanly(
     for attempt in range(3):  # the race was between parallel connects: try it more than once
         check = gpudesk_cli("hosts", "check", "--json")
         assert check.returncode == 0 or "localhost" in check.stdout, check.stderr
-        rows = {r["name"]: r for r in json.loads(check.stdout)}
+        rows = {r["name"]: r for r in json.loads(check.stdout)["hosts"]}
         assert rows["bed"]["state"] == "connected", (attempt, rows)
         assert rows["behind"]["state"] == "connected", (attempt, rows)
         assert rows["behind"]["docker"], rows
