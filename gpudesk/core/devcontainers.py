@@ -102,6 +102,7 @@ def host_alias(host: Host, inventory: Inventory, paths: Paths) -> sshconfig.Host
         identity=str(Path(host.identity).expanduser()) if host.identity else None,
         jump=jump,
         known_hosts=(str(Path.home() / ".ssh" / "known_hosts"), str(paths.known_hosts)),
+        proxy_command=host.proxy_command,
     )
 
 

@@ -104,6 +104,27 @@ def known_hosts_name(hostname: str, port: int) -> str:
     return hostname if port == 22 else f"[{hostname}]:{port}"
 
 
+def expand_proxy_command(host: Host) -> str:
+    """OpenSSH's tokens in a ProxyCommand: %h host, %p port, %r user, %% a percent."""
+    values = {
+        "h": host.hostname,
+        "p": str(host.port),
+        "r": host.user or getpass.getuser(),
+        "%": "%",
+    }
+    raw = host.proxy_command or ""
+    out: list[str] = []
+    i = 0
+    while i < len(raw):
+        if raw[i] == "%" and i + 1 < len(raw) and raw[i + 1] in values:
+            out.append(values[raw[i + 1]])
+            i += 2
+        else:
+            out.append(raw[i])
+            i += 1
+    return "".join(out)
+
+
 class HostKeyStore:
     """The user's known_hosts (read only) plus gpudesk's own (where accepted keys go)."""
 
@@ -235,6 +256,8 @@ class SshConnection:
                 raise Unreachable(
                     f"Cannot reach {dest} through {self.jump.host.name}: {exc}"
                 ) from exc
+        if self.host.proxy_command:
+            return self._proxy_command()
         try:
             return socket.create_connection(
                 (self.host.hostname, self.host.port), timeout=self.connect_timeout
@@ -248,6 +271,15 @@ class SshConnection:
             reason = exc.strerror or str(exc)
             raise Unreachable(
                 f"Cannot reach {dest}: {reason}; check the address and that sshd runs there."
+            ) from exc
+
+    def _proxy_command(self) -> paramiko.ProxyCommand:
+        command = expand_proxy_command(self.host)
+        try:
+            return paramiko.ProxyCommand(command)
+        except (paramiko.SSHException, OSError) as exc:
+            raise Unreachable(
+                f"The ProxyCommand for {self.host.name} ({command}) did not start: {exc}."
             ) from exc
 
     def connect_once(self, accept_new_host_key: bool = False) -> None:
