@@ -206,8 +206,10 @@ def render_hosts(hosts: list[Host], existing: str = "") -> str:
     doc = tomlkit.parse(existing) if existing.strip() else tomlkit.document()
     if not existing.strip():
         doc.add(tomlkit.comment(HEADER.removeprefix("# ")))
-    table = doc.get("hosts")
-    if not isinstance(table, dict):
+    found = doc.get("hosts")
+    if isinstance(found, tomlkit.items.Table):
+        table = found
+    else:
         table = tomlkit.table(is_super_table=True)
         doc["hosts"] = table
     wanted = [h for h in hosts if not h.builtin]

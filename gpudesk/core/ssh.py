@@ -244,7 +244,9 @@ class SshConnection:
 
     # ------------------------------------------------------------------ connect
 
-    def _open_socket(self, accept_new_host_key: bool = False) -> socket.socket | paramiko.Channel:
+    def _open_socket(
+        self, accept_new_host_key: bool = False
+    ) -> socket.socket | paramiko.Channel | paramiko.ProxyCommand:
         dest = self.host.destination
         if self.jump is not None:
             try:
