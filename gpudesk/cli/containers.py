@@ -22,7 +22,7 @@ from gpudesk.core import sshconfig
 from gpudesk.core.config import Inventory, user_ssh_config_path
 from gpudesk.core.containers import ContainerInfo, ContainerNotFoundError
 from gpudesk.core.devcontainers import DevContainers, LaunchRequest
-from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour
+from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour, has_sudo
 from gpudesk.core.fleet import Fleet
 
 
@@ -33,7 +33,13 @@ def _info_row(host: str, info: ContainerInfo) -> dict[str, Any]:
     for key in ("created", "started_at"):
         row[key] = row[key].isoformat() if row.get(key) else None
     row["uptime"] = info.uptime.total_seconds() if info.uptime else None
+    row["sudo"] = has_sudo(info.labels)
     return row
+
+
+def _flavour_text(info: ContainerInfo) -> str:
+    text = info.flavour.value if info.flavour else "-"
+    return text + "+sudo" if has_sudo(info.labels) else text
 
 
 def _ports_text(info: ContainerInfo) -> str:
@@ -59,7 +65,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         print(json.dumps([_info_row(h, i) for h, i in rows], indent=2))
         return 0
     table = [
-        [h, i.name, i.flavour.value if i.flavour else "-", i.image[:40], i.state,
+        [h, i.name, _flavour_text(i), i.image[:40], i.state,
          i.uptime_text, i.gpus or "-", _ports_text(i)]
         for h, i in rows
     ]  # fmt: skip
@@ -96,6 +102,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
             base_image=args.base_image,
             memory=args.memory,
             key=args.key,
+            sudo=args.sudo,
         )
         quiet = args.json
         result, reach = dev.launch(
@@ -196,6 +203,11 @@ def register(sub: Any) -> None:
     launch.add_argument("--base-image", metavar="IMG", default=DEFAULT_BASE_IMAGE)
     launch.add_argument("--memory", metavar="SIZE", help="memory limit like 64g")
     launch.add_argument("--key", metavar="FILE", help="private key whose .pub the container trusts")
+    launch.add_argument(
+        "--sudo",
+        action="store_true",
+        help="passwordless sudo for the container user (off: sudo is refused)",
+    )
     launch.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
     launch.add_argument("--json", action="store_true")
     launch.set_defaults(func=cmd_launch)

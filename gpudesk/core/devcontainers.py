@@ -49,6 +49,7 @@ class LaunchRequest:
     base_image: str = DEFAULT_BASE_IMAGE
     memory: str | None = None
     key: str | None = None  # private key file; its .pub goes into the container
+    sudo: bool = False  # passwordless sudo for the container user; off: sudo is refused
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,7 @@ class DevContainers:
             image=request.image,
             base_image=request.base_image,
             memory=request.memory,
+            sudo=request.sudo,
             jupyter_token=token,
         )
         result = self.engine().launch(

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from gpudesk.core.containers import InvalidGpuSpecError, parse_gpus
 from gpudesk.core.devcontainers import LaunchRequest
@@ -64,7 +64,10 @@ class LaunchModal(ModalScreen[LaunchRequest | None]):
             yield Label("Base image")
             yield Input(value=DEFAULT_BASE_IMAGE, id="base")
             yield Label("Memory limit (empty: none)")
-            yield Input(placeholder="64g", id="memory")
+            with Horizontal(id="launch-memory-row"):
+                yield Input(placeholder="64g", id="memory")
+                # Off by default: without it, sudo in the container is refused.
+                yield Checkbox("passwordless sudo", id="sudo")
             yield Static("", id="launch-error", classes="error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Launch", variant="primary", id="launch")
@@ -91,6 +94,7 @@ class LaunchModal(ModalScreen[LaunchRequest | None]):
             image=self._v("image") or None,
             base_image=self._v("base") or DEFAULT_BASE_IMAGE,
             memory=self._v("memory") or None,
+            sudo=self.query_one("#sudo", Checkbox).value,
         )
 
     def on_input_changed(self, event: Input.Changed) -> None:
