@@ -39,6 +39,8 @@ PACKAGES = {
     "/usr/sbin/dockerd": "docker.io",
     "/usr/sbin/debootstrap": "debootstrap",
     "/usr/bin/ssh": "openssh-client",
+    # The dev-image tests copy with the real rsync, both ways.
+    "/usr/bin/rsync": "rsync",
 }
 BASE_DEBS = (
     "python3,python3-venv,python3-pip,openssh-server,ca-certificates,procps,sudo,iproute2,curl"

@@ -30,10 +30,10 @@ from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.devcontainers import DevContainers
 from gpudesk.core.engine import EngineError, EngineInfo
 from gpudesk.core.fleet import Fleet, HostService, simulated_gpus
+from gpudesk.core.forwards import Forward
 from gpudesk.core.gpu.sample import GpuSample, GpuSummary, summarize
 from gpudesk.core.gpu.stream import GpuHistory, GpuStream, StreamState
 from gpudesk.core.ssh import ConnState, ConnStatus
-from gpudesk.core.tunnels import Tunnel
 
 
 @dataclass
@@ -79,7 +79,7 @@ class GpudeskApp(App[int]):
         self.gpu_interval = 1.0
         self.streams: dict[str, GpuStream] = {}
         self.watchers: dict[str, threading.Event] = {}
-        self.tunnels: dict[tuple[str, str], Tunnel] = {}
+        self.tunnels: dict[tuple[str, str], Forward] = {}
         self.jupyter_urls: dict[tuple[str, str], str] = {}
         if self.simulate:
             self.sub_title = f"v{__version__} · SIMULATED GPUs"

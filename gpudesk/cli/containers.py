@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 from dataclasses import asdict
@@ -24,6 +25,7 @@ from gpudesk.core.containers import ContainerInfo, ContainerNotFoundError
 from gpudesk.core.devcontainers import DevContainers, LaunchRequest
 from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour, has_sudo
 from gpudesk.core.fleet import Fleet
+from gpudesk.core.forwards import Forward
 
 
 def _info_row(host: str, info: ContainerInfo) -> dict[str, Any]:
@@ -123,8 +125,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
         user_ssh_config_path(), sshconfig.config_path(inventory.paths.home)
     ):
         print("  Run `gpudesk ssh-include` once so plain `ssh`, scp and VS Code find it.")
-    if flavour is Flavour.JUPYTER and args.host != "localhost":
-        print(f"  (on the host's loopback; `gpudesk jupyter {name}` forwards it here)")
+    if flavour is Flavour.JUPYTER and reach.url_on_host != reach.url_here:
+        print(f"  on {args.host} itself: {reach.url_on_host}")
     return 0
 
 
@@ -155,22 +157,55 @@ def cmd_ssh(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _hold(forward: Forward) -> None:
+    """Keep ``forward`` open until ctrl+c or SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        forward.close()
+
+
 def cmd_jupyter(args: argparse.Namespace) -> int:
     inventory = Inventory.load()
     fleet = Fleet.build(inventory)
     try:
         dev = _find(fleet, inventory, args.name, args.host)
-        reach, tunnel = dev.open_jupyter(args.name)
-        print(reach.url, flush=True)
-        if tunnel is None:
+        reach, forward = dev.open_jupyter(args.name, args.port)
+        print(reach.url_here, flush=True)
+        if forward is None:
             return 0
-        print("forwarding through the host's SSH connection; ctrl+c stops", file=sys.stderr)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            tunnel.close()
+        print(
+            f"forwarding 127.0.0.1:{forward.local_port} to {args.name} (the same port next time)"
+            "; ctrl+c stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        _hold(forward)
+    except ContainerNotFoundError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        fleet.close()
+    return 0
+
+
+def cmd_forward(args: argparse.Namespace) -> int:
+    inventory = Inventory.load()
+    fleet = Fleet.build(inventory)
+    try:
+        dev = _find(fleet, inventory, args.name, args.host)
+        forward = dev.forward(args.name, args.port, args.local)
+        print(forward.url, flush=True)
+        print(
+            f"forwarding 127.0.0.1:{forward.local_port} to port {args.port} of {args.name} on"
+            f" {dev.host.name}, following it across restarts; ctrl+c stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        _hold(forward)
     except ContainerNotFoundError as exc:
         raise CliError(str(exc)) from exc
     finally:
@@ -184,6 +219,12 @@ def cmd_ssh_include(args: argparse.Namespace) -> int:
     where = user_ssh_config_path()
     print(f"{'added' if changed else 'already present'}: Include line at the top of {where}")
     return 0
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1 to 65535)")
+    return int(text)
 
 
 def register(sub: Any) -> None:
@@ -231,7 +272,21 @@ def register(sub: Any) -> None:
     jupyter = sub.add_parser("jupyter", help="print a Jupyter container's URL, forwarding its port")
     jupyter.add_argument("name")
     jupyter.add_argument("--host", metavar="H")
+    jupyter.add_argument(
+        "--port", type=_port, metavar="L", help="local port (default: the one used last time)"
+    )
     jupyter.set_defaults(func=cmd_jupyter)
+
+    forward = sub.add_parser(
+        "forward", help="forward a container port here (TensorBoard, a web demo), ctrl+c stops"
+    )
+    forward.add_argument("name")
+    forward.add_argument("port", type=_port, help="the port inside the container")
+    forward.add_argument(
+        "--local", type=_port, metavar="L", help="local port (default: the one used last time)"
+    )
+    forward.add_argument("--host", metavar="H")
+    forward.set_defaults(func=cmd_forward)
 
     include = sub.add_parser(
         "ssh-include",

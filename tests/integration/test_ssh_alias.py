@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 
 def gpudesk_cli(*args: str) -> subprocess.CompletedProcess[str]:
