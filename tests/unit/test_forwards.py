@@ -120,5 +120,5 @@ def test_a_busy_local_port_is_one_clear_error() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(ForwardError, match="already in use.*--local"):
+        with pytest.raises(ForwardError, match=r"already in use.*--local"):
             Forward(ForwardKey("h", "c", 1), lambda: ("127.0.0.1", 1), local_opener, port)
