@@ -9,7 +9,7 @@ import shutil
 import signal
 import sys
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from gpudesk.cli.common import (
@@ -21,7 +21,7 @@ from gpudesk.cli.common import (
 )
 from gpudesk.core import sshconfig
 from gpudesk.core.config import Inventory, user_ssh_config_path
-from gpudesk.core.containers import ContainerInfo, ContainerNotFoundError
+from gpudesk.core.containers import BaseImageMissingError, ContainerInfo, ContainerNotFoundError
 from gpudesk.core.devcontainers import DevContainers, LaunchRequest
 from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour, has_sudo
 from gpudesk.core.fleet import Fleet
@@ -105,13 +105,21 @@ def cmd_launch(args: argparse.Namespace) -> int:
             memory=args.memory,
             key=args.key,
             sudo=args.sudo,
+            pull=args.pull,
         )
         quiet = args.json
-        result, reach = dev.launch(
-            request,
-            on_progress=None if quiet else lambda line: print(f"  {line}", file=sys.stderr),
-            timeout=args.timeout,
-        )
+
+        def progress(line: str) -> None:
+            if not quiet:
+                print(f"  {line}", file=sys.stderr, flush=True)
+
+        try:
+            result, reach = dev.launch(request, on_progress=progress, timeout=args.timeout)
+        except BaseImageMissingError as exc:
+            if not (sys.stdin.isatty() and _ask(f"{exc}\nPull {args.base_image} now? [y/N] ")):
+                raise
+            request = replace(request, pull=True)
+            result, reach = dev.launch(request, on_progress=progress, timeout=args.timeout)
     if args.json:
         out = _info_row(args.host, result.info)
         out.update(reach=asdict(reach), host_port=result.host_port, image=result.image)
@@ -128,6 +136,14 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if flavour is Flavour.JUPYTER and reach.url_on_host != reach.url_here:
         print(f"  on {args.host} itself: {reach.url_on_host}")
     return 0
+
+
+def _ask(question: str) -> bool:
+    print(question, end="", file=sys.stderr, flush=True)
+    try:
+        return input().strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
 
 
 def cmd_act(args: argparse.Namespace) -> int:
@@ -244,6 +260,11 @@ def register(sub: Any) -> None:
     launch.add_argument("--base-image", metavar="IMG", default=DEFAULT_BASE_IMAGE)
     launch.add_argument("--memory", metavar="SIZE", help="memory limit like 64g")
     launch.add_argument("--key", metavar="FILE", help="private key whose .pub the container trusts")
+    launch.add_argument(
+        "--pull",
+        action="store_true",
+        help="pull the base image onto the host if it is missing (several GB; progress shown)",
+    )
     launch.add_argument(
         "--sudo",
         action="store_true",

@@ -534,8 +534,9 @@ class Containers:
             return tag
         if not self.image_exists(base_image):
             raise BaseImageMissingError(
-                f"The base image {base_image} is not on the GPU host; pull or import it first"
-                f" (docker pull {base_image})."
+                f"The base image {base_image} is not on the GPU host; let gpudesk pull it"
+                f" (--pull, or the Pull button in the TUI; several GB) or run"
+                f" `docker pull {base_image}` there."
             )
         emit(f"Building {tag} from {base_image}")
         last: deque[str] = deque(maxlen=LOG_TAIL)
@@ -571,6 +572,27 @@ class Containers:
         if not self.image_exists(tag):
             raise ImageBuildError(f"Building {tag} ended without an image.", list(last))
         return tag
+
+    def pull_image(self, ref: str, on_progress: Progress | None = None) -> None:
+        """Pull ``ref`` onto the host, reporting overall progress (bytes over all layers)."""
+        emit = on_progress or (lambda _line: None)
+        repository, tag = split_image_ref(ref)
+        emit(f"Pulling {ref}")
+        progress = PullProgress()
+        try:
+            for chunk in self.client.api.pull(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    raise ContainerError(
+                        f"Pulling {ref} failed: {str(chunk['error']).strip()[:300]}."
+                    )
+                line = progress.update(chunk)
+                if line:
+                    emit(line)
+        except _ENGINE_ERRORS as exc:
+            raise self._error(f"could not pull {ref}", exc) from exc
+        if not self.image_exists(ref):
+            raise ContainerError(f"Pulling {ref} ended without the image; try again.")
+        emit(f"Pulled {ref}")
 
     @staticmethod
     def _raise_build_error(tag: str, error: str, last: builtins.list[str]) -> None:
@@ -812,6 +834,59 @@ class Containers:
                 " to the GPU host."
             )
         return ContainerError(f"Docker {what}: {exc}.")
+
+
+def split_image_ref(ref: str) -> tuple[str, str]:
+    """``repo[:tag]`` or ``repo@digest`` to what the pull API takes (tag "latest" if none)."""
+    if "@" in ref:
+        repository, digest = ref.split("@", 1)
+        return repository, digest
+    name, _, tag = ref.rpartition(":")
+    if name and "/" not in tag:
+        return name, tag
+    return ref, "latest"
+
+
+class PullProgress:
+    """One line of overall pull progress from Docker's per-layer JSON messages.
+
+    A line is made when the whole-image percentage moves by a step or a layer finishes, so a
+    multi-GB pull prints tens of lines, not thousands.
+    """
+
+    STEP = 5.0
+
+    def __init__(self) -> None:
+        self.layers: dict[str, tuple[int, int]] = {}  # id -> (current, total) bytes
+        self.done: set[str] = set()
+        self._last = -self.STEP
+
+    def update(self, chunk: dict[str, Any]) -> str | None:
+        layer = str(chunk.get("id") or "")
+        status = str(chunk.get("status") or "")
+        detail = chunk.get("progressDetail") or {}
+        if layer and status == "Downloading" and isinstance(detail, dict):
+            total = detail.get("total")
+            current = detail.get("current")
+            if isinstance(total, int) and isinstance(current, int) and total > 0:
+                self.layers[layer] = (min(current, total), total)
+        finished = layer and status in ("Download complete", "Pull complete", "Already exists")
+        if finished and layer not in self.done:
+            self.done.add(layer)
+            if layer in self.layers:
+                self.layers[layer] = (self.layers[layer][1], self.layers[layer][1])
+        total = sum(t for _, t in self.layers.values())
+        if not total:
+            return None
+        current = sum(c for c, _ in self.layers.values())
+        percent = 100.0 * current / total
+        if percent - self._last < self.STEP and not (finished and status == "Pull complete"):
+            return None
+        self._last = percent
+        return (
+            f"downloaded {current / 1e9:.2f} of {total / 1e9:.2f} GB ({percent:.0f}%),"
+            f" {len(self.done)} layer(s) done"
+        )
 
 
 def _published_port(attrs: dict[str, Any], port_key: str) -> int | None:

@@ -29,6 +29,7 @@ from gpudesk.core.flavours import (
     SSH_HOST_PREFIX,
     Flavour,
     generate_token,
+    image_tag,
     validate_name,
 )
 from gpudesk.core.fleet import HostService
@@ -50,6 +51,7 @@ class LaunchRequest:
     memory: str | None = None
     key: str | None = None  # private key file; its .pub goes into the container
     sudo: bool = False  # passwordless sudo for the container user; off: sudo is refused
+    pull: bool = False  # pull the base image onto the host when it is missing
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,11 @@ class DevContainers:
             sudo=request.sudo,
             jupyter_token=token,
         )
+        if request.pull and not request.image:
+            engine = self.engine()
+            built = engine.image_exists(image_tag(request.flavour, request.base_image))
+            if not built and not engine.image_exists(request.base_image):
+                engine.pull_image(request.base_image, emit)
         result = self.engine().launch(
             spec,
             self.ensure_dir,
