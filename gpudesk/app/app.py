@@ -80,6 +80,8 @@ class GpudeskApp(App[int]):
         self.streams: dict[str, GpuStream] = {}
         self.watchers: dict[str, threading.Event] = {}
         self.tunnels: dict[tuple[str, str], Forward] = {}
+        # Forwards the user asked for with `f`: (host, container, container port).
+        self.forwards: dict[tuple[str, str, int], Forward] = {}
         self.jupyter_urls: dict[tuple[str, str], str] = {}
         if self.simulate:
             self.sub_title = f"v{__version__} · SIMULATED GPUs"
@@ -238,6 +240,32 @@ class GpudeskApp(App[int]):
         except Exception as exc:
             self.post_message(JupyterReady(host, name, None, str(exc), browser))
 
+    def forwards_of(self, host: str, name: str) -> dict[int, Forward]:
+        return {k[2]: f for k, f in self.forwards.items() if k[:2] == (host, name)}
+
+    @work(thread=True, group="forward", exit_on_error=False)
+    def start_forward(self, host: str, name: str, port: int, local_port: int | None) -> None:
+        """Forward a container port here for the session, following container restarts."""
+        key = (host, name, port)
+        try:
+            if key in self.forwards:
+                self.forwards.pop(key).close()
+            forward = self.devcontainers(host).forward(name, port, local_port)
+        except Exception as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            return
+        self.forwards[key] = forward
+        self.call_from_thread(self.copy_to_clipboard, forward.url)
+        self.call_from_thread(
+            self.notify, f"{forward.url} -> {name}:{port}\n(copied to the clipboard)", timeout=10
+        )
+
+    def stop_forward(self, host: str, name: str, port: int) -> None:
+        forward = self.forwards.pop((host, name, port), None)
+        if forward is not None:
+            forward.close()
+            self.notify(f"stopped forwarding {forward.url} -> {name}:{port}")
+
     def on_jupyter_ready(self, message: JupyterReady) -> None:
         if message.error or not message.url:
             self.notify(message.error or "No Jupyter URL.", severity="error", timeout=10)
@@ -369,7 +397,7 @@ class GpudeskApp(App[int]):
             self.stop_gpu_stream(name)
         for stop in self.watchers.values():
             stop.set()
-        for tunnel in self.tunnels.values():
+        for tunnel in [*self.tunnels.values(), *self.forwards.values()]:
             tunnel.close()
         self.fleet.close()
         self.exit(0)

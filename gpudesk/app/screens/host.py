@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from gpudesk.app.modals.confirm import ConfirmModal
+from gpudesk.app.modals.forwards import ForwardChoice, ForwardShown, ForwardsModal
 from gpudesk.app.modals.inspect import InspectModal
 from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
@@ -39,6 +40,7 @@ class HostScreen(Screen[None]):
         Binding("J", "launch('jupyter')", "Launch Jupyter"),
         Binding("s", "shell", "Shell"),
         Binding("o", "open_jupyter", "Open Jupyter"),
+        Binding("f", "forwards", "Forwards"),
         Binding("l", "logs", "Logs"),
         Binding("R", "submit_run", "Submit run"),
         Binding("u", "act('start')", "Start"),
@@ -242,6 +244,25 @@ class HostScreen(Screen[None]):
             self.notify(f"{info.name} is not a Jupyter container.", severity="warning")
             return
         self.gapp.open_jupyter(self.host_name, info.name)
+
+    def action_forwards(self) -> None:
+        info = self.selected()
+        if info is None:
+            return
+        shown = [
+            ForwardShown(port, forward.url)
+            for port, forward in sorted(self.gapp.forwards_of(self.host_name, info.name).items())
+        ]
+
+        def chosen(choice: ForwardChoice | None) -> None:
+            if choice is None:
+                return
+            if choice.action == "close":
+                self.gapp.stop_forward(self.host_name, info.name, choice.port)
+            else:
+                self.gapp.start_forward(self.host_name, info.name, choice.port, choice.local_port)
+
+        self.app.push_screen(ForwardsModal(self.host_name, info.name, shown), chosen)
 
     def action_act(self, verb: str) -> None:
         info = self.selected()
