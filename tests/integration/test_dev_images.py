@@ -153,3 +153,29 @@ def test_a_base_with_a_uid_1000_user_gives_a_writable_workspace(
     who = ssh(short_home, "gpudesk-imgtest-uid", "id -un; id -u; touch /workspace/mine; echo ok")
     assert who.stdout.split() == ["dev", "1000", "ok"], who.stderr
     assert (workspace / "mine").stat().st_uid == 1000
+
+
+def test_jupyterlab_is_pinned_and_leaves_the_bases_torch_alone(
+    testbed: Any, docker_client: Any
+) -> None:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    from gpudesk.core.containers import Containers
+    from gpudesk.core.flavours import Flavour
+    from tests.integration.test_runs import ensure_torch_image
+
+    base = ensure_torch_image(docker_client, testbed.base_image)
+    image = Containers(docker_client).ensure_image(Flavour.JUPYTER, base)
+
+    def versions(tag: str, *dists: str) -> list[str]:
+        code = f"import importlib.metadata as m; print(*[m.version(d) for d in {list(dists)!r}])"
+        out = docker_client.containers.run(tag, ["-c", code], entrypoint=["python3"], remove=True)
+        return str(out.decode()).split()
+
+    (torch_before,) = versions(base, "torch")
+    torch_after, jupyterlab = versions(image, "torch", "jupyterlab")
+    assert torch_after == torch_before
+    dockerfile = (Path(__file__).parents[2] / "gpudesk/images/Dockerfile").read_text()
+    spec = dockerfile.split('ARG JUPYTERLAB_SPEC="jupyterlab', 1)[1].split('"', 1)[0]
+    assert Version(jupyterlab) in SpecifierSet(spec)
