@@ -193,3 +193,15 @@ def test_alias_from_an_included_file_and_a_wildcard_block(isolated_home: Path) -
 def test_proxy_command_tokens() -> None:
     host = Host(name="h", hostname="box", port=2200, user="u", proxy_command="x %h:%p %r %% %z")
     assert expand_proxy_command(host) == "x box:2200 u % %z"
+
+
+def test_without_openssh_aliases_fall_back_to_paramikos_reader(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (isolated_home / ".ssh" / "config").write_text(
+        "Host trainer\n  HostName 10.9.8.7\n  User bob\n  Port 2201\n"
+    )
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    host = host_from_destination("t1", "trainer")
+    assert (host.hostname, host.user, host.port) == ("10.9.8.7", "bob", 2201)
+    assert host.source is not None and "(paramiko)" in host.source

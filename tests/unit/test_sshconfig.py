@@ -237,3 +237,17 @@ def test_no_connection_sharing_when_the_home_is_too_deep_for_a_socket(tmp_path: 
     add_entry(home, entry("box"))
     text = sshconfig.config_path(home).read_text()
     assert "Control" not in text
+
+
+def test_a_gpu_host_reached_by_proxy_command_keeps_it_in_its_alias(tmp_path: Path) -> None:
+    alias = sshconfig.HostAlias(
+        name="gpu1", hostname="gpu1.internal", port=22, user="me", identity=None, jump=None,
+        known_hosts=(), proxy_command="ssh -W %h:%p bastion",
+    )  # fmt: skip
+    block = sshconfig.render_host_block(alias, tmp_path)
+    assert "    ProxyCommand ssh -W %h:%p bastion\n" in block
+    assert "ProxyJump" not in block
+    with pytest.raises(SshConfigError, match="spans lines"):
+        sshconfig.render_host_block(
+            sshconfig.HostAlias("x", "h", 22, None, None, None, (), "a\nHost *"), tmp_path
+        )
