@@ -4,8 +4,9 @@ Launches an SSH-flavour container on the test bed through gpudesk (the test bed'
 GPU host, so every ssh jumps through it exactly as to a remote host), then times the real
 OpenSSH client with gpudesk's generated config:
 
-- cold: ``-o ControlPath=none``, so each run makes both handshakes (the reference: what every
-  ssh, scp and rsync cost before connection sharing);
+- cold: a copy of the generated config (and of the GPU host aliases it includes) without its
+  Control* lines, so each run makes both handshakes, the jump's and the container's (the
+  reference: what every ssh, scp and rsync cost before connection sharing);
 - warm: the generated config as written, after one run has started the shared master.
 
 Prints the median, p90 and min of each, and their ratio. Needs the test bed
@@ -63,6 +64,25 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return elapsed * 1000.0
 
 
+def unshared_copy(gpudesk_home: Path) -> Path:
+    """The generated config and its included host aliases, minus connection sharing."""
+    out = gpudesk_home.parent / "cold"
+    out.mkdir()
+
+    def strip(text: str) -> str:
+        return "".join(
+            line for line in text.splitlines(keepends=True)
+            if not line.strip().startswith("Control")
+        )  # fmt: skip
+
+    hosts = out / "ssh_hosts"
+    hosts.write_text(strip((gpudesk_home / "ssh_hosts").read_text()))
+    config = strip((gpudesk_home / "ssh_config").read_text())
+    config = config.replace(f"Include {gpudesk_home / 'ssh_hosts'}", f"Include {hosts}")
+    (out / "ssh_config").write_text(config)
+    return out / "ssh_config"
+
+
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
@@ -107,7 +127,8 @@ def main() -> int:
             )  # fmt: skip
             if launched.returncode != 0:
                 raise SystemExit(launched.stderr.strip())
-            cold_argv = [*base, "-o", "ControlPath=none", alias, "true"]
+            cold_config = unshared_copy(work / "g")
+            cold_argv = ["ssh", "-F", str(cold_config), "-o", "BatchMode=yes", alias, "true"]
             cold = [timed(cold_argv, env) for _ in range(args.runs)]
             first = timed([*base, alias, "true"], env)  # starts the shared master
             warm = [timed([*base, alias, "true"], env) for _ in range(args.runs)]
