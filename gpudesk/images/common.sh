@@ -25,18 +25,22 @@ gpudesk_setup_user() {
         if [ "$ws_uid" != 0 ]; then uid=$ws_uid; else uid=1000; fi
     fi
     other=$(getent passwd "$uid" | cut -d: -f1)
-    if [ -n "$other" ] && [ "$other" != "$user" ]; then
-        # The base already has an account with the workspace owner's uid (e.g. Ubuntu's
-        # "ubuntu" at 1000): it becomes the login user, so the workspace stays writable.
+    case $uid in *[!0-9]*|'') gpudesk_die "the workspace owner's uid '$uid' is not a number" ;; esac
+    if [ -n "$other" ] && [ "$other" != "$user" ] && [ "$uid" -ge 1000 ] && [ "$uid" -lt 60000 ]; then
+        # The base already has a person's account with the workspace owner's uid (e.g.
+        # Ubuntu's "ubuntu" at 1000): it becomes the login user, so the workspace stays
+        # writable. System accounts (below 1000, nobody) are never taken over.
         if id -u "$user" >/dev/null 2>&1; then userdel -r "$user" 2>/dev/null || userdel "$user"; fi
         usermod -l "$user" -d "/home/$user" -m -s /bin/bash "$other"
         if [ "$(id -gn "$user")" = "$other" ] && ! getent group "$user" >/dev/null; then
             groupmod -n "$user" "$other"
         fi
     elif id -u "$user" >/dev/null 2>&1; then
-        if [ "$(id -u "$user")" != "$uid" ]; then
+        if [ "$(id -u "$user")" != "$uid" ] && [ -z "$other" ]; then
             usermod -u "$uid" "$user"
         fi
+    elif [ -n "$other" ]; then
+        useradd -m -s /bin/bash "$user"
     else
         useradd -m -u "$uid" -s /bin/bash "$user"
     fi
