@@ -44,6 +44,8 @@ PACKAGES = {
     # The shells whose completion scripts tests/unit/test_completion.py runs (bash is there).
     "/usr/bin/zsh": "zsh",
     "/usr/bin/fish": "fish",
+    # The dev-image tests copy with the real rsync, both ways.
+    "/usr/bin/rsync": "rsync",
 }
 BASE_DEBS = (
     "python3,python3-venv,python3-pip,openssh-server,ca-certificates,procps,sudo,iproute2,curl"

@@ -153,3 +153,12 @@ class InspectLoaded(Message):
         super().__init__()
         self.name = name
         self.text = text
+
+
+class ForwardOpened(Message):
+    """A container port is forwarded here, at ``url``."""
+
+    def __init__(self, url: str, text: str) -> None:
+        super().__init__()
+        self.url = url
+        self.text = text

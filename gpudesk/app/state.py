@@ -21,11 +21,11 @@ from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.devcontainers import DevContainers
 from gpudesk.core.engine import EngineError, EngineInfo
 from gpudesk.core.fleet import Fleet, HostService, simulated_gpus
+from gpudesk.core.forwards import Forward
 from gpudesk.core.gpu.sample import GpuSample, GpuSummary, summarize
 from gpudesk.core.gpu.stream import GpuHistory, GpuStream, StreamState
 from gpudesk.core.runs import Run, StopResult, get_run, list_runs, rerun, stop_run
 from gpudesk.core.ssh import ConnState, ConnStatus
-from gpudesk.core.tunnels import Tunnel
 
 # A broken container event stream (engine restart, SSH drop) is reopened after this pause.
 WATCH_RETRY_S = 5.0
@@ -84,7 +84,9 @@ class FleetState:
         self.gpu_interval = 1.0
         self.streams: dict[str, GpuStream] = {}
         self.watchers: dict[str, threading.Event] = {}
-        self.tunnels: dict[tuple[str, str], Tunnel] = {}
+        self.tunnels: dict[tuple[str, str], Forward] = {}
+        # Forwards the user asked for with `f`: (host, container, container port).
+        self.forwards: dict[tuple[str, str, int], Forward] = {}
         self.jupyter_urls: dict[tuple[str, str], str] = {}
         self.models: dict[str, HostModel] = {
             name: HostModel(svc.host, ConnStatus(name, ConnState.CONNECTING))
@@ -213,6 +215,24 @@ class FleetState:
                 self.tunnels[key] = tunnel
         return url
 
+    def forwards_of(self, host: str, name: str) -> dict[int, Forward]:
+        return {k[2]: f for k, f in self.forwards.items() if k[:2] == (host, name)}
+
+    def open_forward(self, host: str, name: str, port: int, local_port: int | None) -> Forward:
+        """Forward a container port here for the session, following restarts (blocking)."""
+        key = (host, name, port)
+        if key in self.forwards:
+            self.forwards.pop(key).close()
+        forward = self.devcontainers(host).forward(name, port, local_port)
+        self.forwards[key] = forward
+        return forward
+
+    def close_forward(self, host: str, name: str, port: int) -> Forward | None:
+        forward = self.forwards.pop((host, name, port), None)
+        if forward is not None:
+            forward.close()
+        return forward
+
     # ------------------------------------------------------------------ transitions
 
     def apply_status(self, status: ConnStatus) -> bool:
@@ -309,7 +329,7 @@ class FleetState:
             self.stop_gpu_stream(name)
         for stop in self.watchers.values():
             stop.set()
-        for tunnel in self.tunnels.values():
+        for tunnel in [*self.tunnels.values(), *self.forwards.values()]:
             tunnel.close()
         self.fleet.close()
 

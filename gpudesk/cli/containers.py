@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from gpudesk.cli import completion
@@ -23,10 +24,11 @@ from gpudesk.cli.common import (
 )
 from gpudesk.core import sshconfig
 from gpudesk.core.config import Inventory, user_ssh_config_path
-from gpudesk.core.containers import ContainerInfo, ContainerNotFoundError
+from gpudesk.core.containers import BaseImageMissingError, ContainerInfo, ContainerNotFoundError
 from gpudesk.core.devcontainers import DevContainers, LaunchRequest
-from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour
+from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour, has_sudo
 from gpudesk.core.fleet import Fleet
+from gpudesk.core.forwards import Forward
 
 
 def _info_row(host: str, info: ContainerInfo) -> dict[str, Any]:
@@ -48,7 +50,13 @@ def _info_row(host: str, info: ContainerInfo) -> dict[str, Any]:
         "labels": dict(info.labels),
         "is_gpudesk": info.is_gpudesk,
         "user": info.user or None,
+        "sudo": has_sudo(info.labels),
     }
+
+
+def _flavour_text(info: ContainerInfo) -> str:
+    text = info.flavour.value if info.flavour else "-"
+    return text + "+sudo" if has_sudo(info.labels) else text
 
 
 def _ports_text(info: ContainerInfo) -> str:
@@ -78,7 +86,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         print_json({"containers": [_info_row(h, i) for h, i in rows], "errors": failures})
         return code
     table = [
-        [h, i.name, i.flavour.value if i.flavour else "-", i.image[:40], i.state,
+        [h, i.name, _flavour_text(i), i.image[:40], i.state,
          i.uptime_text, i.gpus or "-", _ports_text(i)]
         for h, i in rows
     ]  # fmt: skip
@@ -115,13 +123,22 @@ def cmd_launch(args: argparse.Namespace) -> int:
             base_image=args.base_image,
             memory=args.memory,
             key=args.key,
+            sudo=args.sudo,
+            pull=args.pull,
         )
         quiet = args.json
-        result, reach = dev.launch(
-            request,
-            on_progress=None if quiet else lambda line: print(f"  {line}", file=sys.stderr),
-            timeout=args.timeout,
-        )
+
+        def progress(line: str) -> None:
+            if not quiet:
+                print(f"  {line}", file=sys.stderr, flush=True)
+
+        try:
+            result, reach = dev.launch(request, on_progress=progress, timeout=args.timeout)
+        except BaseImageMissingError as exc:
+            if not (sys.stdin.isatty() and _ask(f"{exc}\nPull {args.base_image} now? [y/N] ")):
+                raise
+            request = replace(request, pull=True)
+            result, reach = dev.launch(request, on_progress=progress, timeout=args.timeout)
     if args.json:
         out = _info_row(args.host, result.info)
         out.update(reach=asdict(reach), host_port=result.host_port, image=result.image)
@@ -135,9 +152,17 @@ def cmd_launch(args: argparse.Namespace) -> int:
         user_ssh_config_path(), sshconfig.config_path(inventory.paths.home)
     ):
         print("  Run `gpudesk ssh-include` once so plain `ssh`, scp and VS Code find it.")
-    if flavour is Flavour.JUPYTER and args.host != "localhost":
-        print(f"  (on the host's loopback; `gpudesk jupyter {name}` forwards it here)")
+    if flavour is Flavour.JUPYTER and reach.url_on_host != reach.url_here:
+        print(f"  on {args.host} itself: {reach.url_on_host}")
     return 0
+
+
+def _ask(question: str) -> bool:
+    print(question, end="", file=sys.stderr, flush=True)
+    try:
+        return input().strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
 
 
 def cmd_act(args: argparse.Namespace) -> int:
@@ -167,22 +192,55 @@ def cmd_ssh(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _hold(forward: Forward) -> None:
+    """Keep ``forward`` open until ctrl+c or SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        forward.close()
+
+
 def cmd_jupyter(args: argparse.Namespace) -> int:
     inventory = Inventory.load()
     fleet = Fleet.build(inventory)
     try:
         dev = _find(fleet, inventory, args.name, args.host)
-        reach, tunnel = dev.open_jupyter(args.name)
-        print(reach.url, flush=True)
-        if tunnel is None:
+        reach, forward = dev.open_jupyter(args.name, args.port)
+        print(reach.url_here, flush=True)
+        if forward is None:
             return 0
-        print("forwarding through the host's SSH connection; ctrl+c stops", file=sys.stderr)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            tunnel.close()
+        print(
+            f"forwarding 127.0.0.1:{forward.local_port} to {args.name} (the same port next time)"
+            "; ctrl+c stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        _hold(forward)
+    except ContainerNotFoundError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        fleet.close()
+    return 0
+
+
+def cmd_forward(args: argparse.Namespace) -> int:
+    inventory = Inventory.load()
+    fleet = Fleet.build(inventory)
+    try:
+        dev = _find(fleet, inventory, args.name, args.host)
+        forward = dev.forward(args.name, args.port, args.local)
+        print(forward.url, flush=True)
+        print(
+            f"forwarding 127.0.0.1:{forward.local_port} to port {args.port} of {args.name} on"
+            f" {dev.host.name}, following it across restarts; ctrl+c stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        _hold(forward)
     except ContainerNotFoundError as exc:
         raise CliError(str(exc)) from exc
     finally:
@@ -196,6 +254,12 @@ def cmd_ssh_include(args: argparse.Namespace) -> int:
     where = user_ssh_config_path()
     print(f"{'added' if changed else 'already present'}: Include line at the top of {where}")
     return 0
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1 to 65535)")
+    return int(text)
 
 
 def register(sub: Any) -> None:
@@ -215,6 +279,16 @@ def register(sub: Any) -> None:
     launch.add_argument("--base-image", metavar="IMG", default=DEFAULT_BASE_IMAGE)
     launch.add_argument("--memory", metavar="SIZE", help="memory limit like 64g")
     launch.add_argument("--key", metavar="FILE", help="private key whose .pub the container trusts")
+    launch.add_argument(
+        "--pull",
+        action="store_true",
+        help="pull the base image onto the host if it is missing (several GB; progress shown)",
+    )
+    launch.add_argument(
+        "--sudo",
+        action="store_true",
+        help="passwordless sudo for the container user (off: sudo is refused)",
+    )
     launch.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
     launch.add_argument("--json", action="store_true")
     launch.set_defaults(func=cmd_launch)
@@ -238,7 +312,21 @@ def register(sub: Any) -> None:
     jupyter = sub.add_parser("jupyter", help="print a Jupyter container's URL, forwarding its port")
     jupyter.add_argument("name")
     jupyter.add_argument("--host", metavar="H")
+    jupyter.add_argument(
+        "--port", type=_port, metavar="L", help="local port (default: the one used last time)"
+    )
     jupyter.set_defaults(func=cmd_jupyter)
+
+    forward = sub.add_parser(
+        "forward", help="forward a container port here (TensorBoard, a web demo), ctrl+c stops"
+    )
+    forward.add_argument("name")
+    forward.add_argument("port", type=_port, help="the port inside the container")
+    forward.add_argument(
+        "--local", type=_port, metavar="L", help="local port (default: the one used last time)"
+    )
+    forward.add_argument("--host", metavar="H")
+    forward.set_defaults(func=cmd_forward)
 
     include = sub.add_parser(
         "ssh-include",

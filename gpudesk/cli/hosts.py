@@ -11,6 +11,7 @@ from gpudesk.cli.common import print_json, print_table
 from gpudesk.core.config import Host, Inventory, host_from_destination
 from gpudesk.core.engine import EngineError
 from gpudesk.core.fleet import Fleet, HostService, connect_blocking
+from gpudesk.core.hostcheck import run_checks
 from gpudesk.core.ssh import SshError
 
 
@@ -71,6 +72,8 @@ def _check(service: HostService, accept: bool) -> dict[str, Any]:
         "gpu_runtime": None,
         "error": None,
         "docker_error": None,
+        "checks": None,
+        "checks_error": None,
     }
     try:
         connect_blocking(service.conn, accept_new_host_key=accept)
@@ -85,7 +88,22 @@ def _check(service: HostService, accept: bool) -> dict[str, Any]:
         row.update(docker=info.version, gpu_runtime=info.gpu_runtime)
     except EngineError as exc:
         row.update(docker_error=str(exc))
+    try:
+        row["checks"] = [item.as_dict() for item in run_checks(service)]
+    except SshError as exc:
+        row["checks_error"] = str(exc)
     return row
+
+
+def _print_checklist(row: dict[str, Any]) -> None:
+    checks = row.get("checks")
+    if not checks:
+        return
+    print(f"\n{row['name']}: ready for GPU dev containers?")
+    for item in checks:
+        print(f"  [{'ok' if item['ok'] else 'missing'}] {item['key']:<15} {item['detail']}")
+        if not item["ok"]:
+            print(f"        fix: {item['fix']}")
 
 
 def cmd_hosts_check(args: argparse.Namespace) -> int:
@@ -110,7 +128,9 @@ def cmd_hosts_check(args: argparse.Namespace) -> int:
             )
         print_table(table, ["NAME", "STATE", "LATENCY", "DOCKER"])
         for r in rows:
-            for key in ("error", "docker_error"):
+            _print_checklist(r)
+        for r in rows:
+            for key in ("error", "docker_error", "checks_error"):
                 if r.get(key):
                     print(f"{r['name']}: {r[key]}", file=sys.stderr)
     return 0 if all(r["state"] == "connected" for r in rows) else 1
@@ -138,7 +158,11 @@ def register(sub: Any) -> None:
     rm = hsub.add_parser("rm", help="remove a host from the inventory")
     rm.add_argument("name")
     rm.set_defaults(func=cmd_hosts_rm)
-    check = hsub.add_parser("check", help="connect to hosts and show their state")
+    check = hsub.add_parser(
+        "check",
+        help="connect to hosts, show their state and a checklist: driver, NVIDIA runtime,"
+        " python3, free disk, Docker access (with the fix for each missing item)",
+    )
     check.add_argument("names", nargs="*", metavar="NAME")
     check.add_argument("--json", action="store_true", help="print JSON")
     check.add_argument("--timeout", type=float, default=10.0, help="connect timeout in seconds")

@@ -80,6 +80,7 @@ CONTAINER_FIELDS: dict[str, Schema] = {
     "labels": {**_STRINGS, "description": "the container's Docker labels"},
     "is_gpudesk": _t("boolean", "made by gpudesk (has io.gpudesk.* labels)"),
     "user": _t("string", "the container's login user", null=True),
+    "sudo": _t("boolean", "gpudesk gave the login user passwordless sudo (`--sudo`)"),
 }
 
 DEFS: dict[str, Schema] = {
@@ -106,7 +107,21 @@ DEFS: dict[str, Schema] = {
             "flavour": _t("string", "`ssh` or `jupyter`"),
             "ssh_alias": _t("string", "`ssh` this alias (SSH flavour)", null=True),
             "ssh_config": _t("string", "the ssh config file that defines it", null=True),
-            "url": _t("string", "Jupyter URL with its token (Jupyter flavour)", null=True),
+            "url": _t("string", "the same as url_here (kept for older scripts)", null=True),
+            "url_here": _t(
+                "string",
+                "Jupyter URL with its token on this machine's forwarded local port (answers while "
+                "forward_command runs, or the TUI forwards it)",
+                null=True,
+            ),
+            "url_on_host": _t(
+                "string",
+                "the same URL on the GPU host's loopback (reachable only there)",
+                null=True,
+            ),
+            "forward_command": _t(
+                "string", "the command that forwards url_here from a remote host", null=True
+            ),
         },
     ),
     "Run": _obj(
@@ -170,6 +185,23 @@ DEFS: dict[str, Schema] = {
             "gpu_runtime": _t("boolean", "Docker has the NVIDIA runtime", null=True),
             "error": _t("string", "why the connection failed", null=True),
             "docker_error": _t("string", "why Docker could not be asked", null=True),
+            "checks": {
+                "type": ["array", "null"],
+                "items": {"$ref": "#/$defs/HostCheckItem"},
+                "description": "what a GPU host needs, item by item; null if not connected",
+            },
+            "checks_error": _t("string", "why the checklist could not be run", null=True),
+        },
+    ),
+    "HostCheckItem": _obj(
+        "one item of a GPU host's checklist",
+        {
+            "key": _t(
+                "string", "driver, nvidia_runtime, python3, disk or docker_access (the item)"
+            ),
+            "ok": _t("boolean", "whether the host has it"),
+            "detail": _t("string", "what was found"),
+            "fix": _t("string", "how to fix it when missing", null=True),
         },
     ),
     "Gpu": _obj(

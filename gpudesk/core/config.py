@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import pwd
 import re
+import shutil
+import subprocess
 import tempfile
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -13,11 +16,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paramiko
-import tomli_w
+import tomlkit
+import tomlkit.items
 
 from gpudesk.core.errors import GpudeskError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")
 LOCALHOST = "localhost"
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 
@@ -42,7 +46,12 @@ class Host:
     port: int = 22
     identity: str | None = None
     jump: str | None = None
+    # Run instead of a TCP connection (OpenSSH's ProxyCommand; %h %p %r %n %% are expanded).
+    proxy_command: str | None = None
     builtin: bool = False
+    # Where the values came from (e.g. an ~/.ssh/config alias); written as a comment when the
+    # host is added, never read back.
+    source: str | None = field(default=None, compare=False)
 
     @property
     def destination(self) -> str:
@@ -89,7 +98,7 @@ class Paths:
 
 
 def validate_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):  # match() lets "name\n" through
         raise ConfigError(
             f"Host name {name!r} is not valid: use 1 to 63 letters, digits, '.', '_' or '-'."
         )
@@ -112,7 +121,7 @@ def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
         raise
 
 
-_HOST_KEYS = {"hostname", "user", "port", "identity", "jump"}
+_HOST_KEYS = {"hostname", "user", "port", "identity", "jump", "proxy_command"}
 
 
 def _header_line(text: str, name: str) -> int | None:
@@ -138,7 +147,7 @@ def _host_from_table(name: str, table: Any, where: str) -> Host:
     port = table.get("port", 22)
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise ConfigError(f"{where}: [hosts.{name}] port must be a number from 1 to 65535.")
-    for key in ("user", "identity", "jump"):
+    for key in ("user", "identity", "jump", "proxy_command"):
         if key in table and not isinstance(table[key], str):
             raise ConfigError(f"{where}: [hosts.{name}] {key} must be a string.")
     return Host(
@@ -148,6 +157,7 @@ def _host_from_table(name: str, table: Any, where: str) -> Host:
         port=port,
         identity=table.get("identity"),
         jump=table.get("jump"),
+        proxy_command=table.get("proxy_command"),
     )
 
 
@@ -174,23 +184,56 @@ def parse_hosts(text: str, source: Path) -> list[Host]:
     return hosts
 
 
-def render_hosts(hosts: list[Host]) -> str:
-    doc: dict[str, dict[str, dict[str, Any]]] = {"hosts": {}}
-    for host in hosts:
-        if host.builtin:
+HEADER = "# gpudesk hosts; edit freely or use `gpudesk hosts add/rm`."
+
+
+def _host_entries(host: Host) -> dict[str, Any]:
+    entry: dict[str, Any] = {"hostname": host.hostname}
+    if host.user:
+        entry["user"] = host.user
+    if host.port != 22:
+        entry["port"] = host.port
+    if host.identity:
+        entry["identity"] = host.identity
+    if host.jump:
+        entry["jump"] = host.jump
+    if host.proxy_command:
+        entry["proxy_command"] = host.proxy_command
+    return entry
+
+
+def render_hosts(hosts: list[Host], existing: str = "") -> str:
+    """The hosts.toml text for ``hosts``, edited into ``existing`` so the user's comments,
+    blank lines and order survive: only tables and keys that changed are touched."""
+    doc = tomlkit.parse(existing) if existing.strip() else tomlkit.document()
+    if not existing.strip():
+        doc.add(tomlkit.comment(HEADER.removeprefix("# ")))
+    found = doc.get("hosts")
+    if isinstance(found, tomlkit.items.Table):
+        table = found
+    else:
+        table = tomlkit.table(is_super_table=True)
+        doc["hosts"] = table
+    wanted = [h for h in hosts if not h.builtin]
+    for name in [n for n in table if n not in {h.name for h in wanted}]:
+        del table[name]
+    for host in wanted:
+        entry = _host_entries(host)
+        current = table.get(host.name)
+        if isinstance(current, dict):
+            for key in [k for k in current if k in _HOST_KEYS and k not in entry]:
+                del current[key]
+            for key, value in entry.items():
+                if current.get(key) != value:
+                    current[key] = value
             continue
-        entry: dict[str, Any] = {"hostname": host.hostname}
-        if host.user:
-            entry["user"] = host.user
-        if host.port != 22:
-            entry["port"] = host.port
-        if host.identity:
-            entry["identity"] = host.identity
-        if host.jump:
-            entry["jump"] = host.jump
-        doc["hosts"][host.name] = entry
-    header = "# gpudesk hosts; edit freely or use `gpudesk hosts add/rm`.\n"
-    return header + tomli_w.dumps(doc)
+        new = tomlkit.table()
+        if host.source:
+            new.add(tomlkit.comment(host.source))
+        for key, value in entry.items():
+            new.add(key, value)
+        table.append(host.name, new)
+    return tomlkit.dumps(doc)
 
 
 @dataclass
@@ -240,7 +283,13 @@ class Inventory:
         return host
 
     def save(self) -> None:
-        atomic_write(self.paths.hosts_file, render_hosts(self.hosts))
+        try:
+            existing = self.paths.hosts_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            existing = ""
+        except OSError as exc:
+            raise ConfigError(f"Cannot read {self.paths.hosts_file}: {exc.strerror}.") from exc
+        atomic_write(self.paths.hosts_file, render_hosts(self.hosts, existing))
 
 
 def user_ssh_config_path() -> Path:
@@ -278,22 +327,97 @@ def parse_destination(dest: str) -> tuple[str | None, str, int]:
     return parts.username or None, parts.hostname, port
 
 
+_G_KEYS = ("hostname", "user", "port", "identityfile", "proxyjump", "proxycommand")
+
+
+def _ssh_g(ssh: str, alias: str, config: str | None) -> dict[str, list[str]]:
+    argv = [ssh, "-G"] + (["-F", config] if config else []) + ["--", alias]
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"`ssh -G {alias}` did not run: {exc}.") from exc
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()[-1:] or ["it failed"]
+        raise ConfigError(f"OpenSSH could not resolve {alias!r}: {reason[0]}.")
+    found: dict[str, list[str]] = {}
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        if key in _G_KEYS:
+            found.setdefault(key, []).append(value.strip())
+    return found
+
+
+def _user_config_for_ssh() -> str | None:
+    """The -F argument that makes OpenSSH read the same ~/.ssh/config gpudesk means.
+
+    OpenSSH reads the passwd entry's home, not $HOME; when they differ (a moved HOME, tests),
+    the config under $HOME is named explicitly (or none at all when it does not exist).
+    """
+    mine = user_ssh_config_path()
+    try:
+        passwd_home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        passwd_home = None
+    if passwd_home is not None and passwd_home.resolve() == Path.home().resolve():
+        return None
+    return str(mine) if mine.exists() else os.devnull
+
+
+def resolve_alias(alias: str) -> dict[str, Any] | None:
+    """What OpenSSH's own config reading (``ssh -G``) makes of ``alias``, or None if nothing.
+
+    Include, wildcard ``Host`` and ``Match`` blocks all count, exactly as for ``ssh ALIAS``.
+    Only what the config changed is kept: the same query against an empty config gives
+    OpenSSH's defaults (the local user, the default key list, the alias as host name), and
+    values equal to those are dropped. Without an OpenSSH client, paramiko reads the file.
+    """
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        return ssh_config_lookup(alias)
+    configured = _ssh_g(ssh, alias, _user_config_for_ssh())
+    defaults = _ssh_g(ssh, alias, os.devnull)
+    changed = {k: v for k, v in configured.items() if v != defaults.get(k)}
+    if not changed:
+        return None
+    found: dict[str, Any] = {}
+    for key, values in changed.items():
+        if key == "identityfile":
+            found[key] = [v for v in values if v not in defaults.get(key, [])] or values
+        else:
+            found[key] = values[0]
+    return found
+
+
 def host_from_destination(
     name: str, dest: str, identity: str | None = None, jump: str | None = None
 ) -> Host:
     """Make a Host from ``gpudesk hosts add NAME DEST``: a URL or a ~/.ssh/config alias."""
     validate_name(name)
-    looked_up = None if dest.startswith("ssh://") or "@" in dest else ssh_config_lookup(dest)
+    looked_up = None if dest.startswith("ssh://") or "@" in dest else resolve_alias(dest)
     if looked_up is not None:
         files = looked_up.get("identityfile") or []
         proxy = looked_up.get("proxyjump")
+        command = looked_up.get("proxycommand")
+        via = "ssh -G" if shutil.which("ssh") else "paramiko"
         host = Host(
             name=name,
             hostname=str(looked_up.get("hostname", dest)),
             user=looked_up.get("user"),
             port=int(looked_up.get("port", 22)),
-            identity=files[0] if files else None,
+            identity=os.path.expanduser(files[0]) if files else None,
             jump=None if proxy in (None, "none") else str(proxy).split(",")[0],
+            proxy_command=(
+                None
+                if command in (None, "none")
+                # %n is the alias typed on ssh's command line; gpudesk never types it.
+                else re.sub(r"%([%n])", lambda m: "%%" if m[1] == "%" else dest, str(command))
+            ),
+            source=(
+                f"from ~/.ssh/config alias {dest!r} ({via}): "
+                + ", ".join(sorted(_G_NAMES.get(k, k) for k in looked_up))
+            ),
         )
     else:
         user, hostname, port = parse_destination(dest)
@@ -301,8 +425,11 @@ def host_from_destination(
     if identity:
         host = replace(host, identity=identity)
     if jump:
-        host = replace(host, jump=jump)
+        host = replace(host, jump=jump, proxy_command=None)
     return host
+
+
+_G_NAMES = {"identityfile": "identity", "proxyjump": "jump", "proxycommand": "proxy_command"}
 
 
 def resolve_jump(spec: str, inventory: Inventory) -> Host:

@@ -4,12 +4,14 @@ its states and status, its errors, and what commands return.
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
 import paramiko
 
+from gpudesk.core.config import Host
 from gpudesk.core.errors import GpudeskError
 
 
@@ -137,3 +139,24 @@ class LineStream:
 
     def close(self) -> None:
         self._closer()
+
+
+def expand_proxy_command(host: Host) -> str:
+    """OpenSSH's tokens in a ProxyCommand: %h host, %p port, %r user, %% a percent."""
+    values = {
+        "h": host.hostname,
+        "p": str(host.port),
+        "r": host.user or getpass.getuser(),
+        "%": "%",
+    }
+    raw = host.proxy_command or ""
+    out: list[str] = []
+    i = 0
+    while i < len(raw):
+        if raw[i] == "%" and i + 1 < len(raw) and raw[i + 1] in values:
+            out.append(values[raw[i + 1]])
+            i += 2
+        else:
+            out.append(raw[i])
+            i += 1
+    return "".join(out)

@@ -30,10 +30,11 @@ from gpudesk.core.flavours import (
     SSH_HOST_PREFIX,
     Flavour,
     generate_token,
+    image_tag,
     validate_name,
 )
 from gpudesk.core.fleet import HostService
-from gpudesk.core.tunnels import Tunnel
+from gpudesk.core.forwards import Forward, ForwardKey, PortMemory, local_opener, target_from_attrs
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 PROBE_TIMEOUT = 3.0
@@ -55,6 +56,8 @@ class LaunchRequest:
     base_image: str = DEFAULT_BASE_IMAGE
     memory: str | None = None
     key: str | None = None  # private key file; its .pub goes into the container
+    sudo: bool = False  # passwordless sudo for the container user; off: sudo is refused
+    pull: bool = False  # pull the base image onto the host when it is missing
 
     def spec(self, *, workspace: str, public_key: str, jupyter_token: str | None) -> LaunchSpec:
         """The engine-level spec: this request's fields that LaunchSpec shares, plus the rest."""
@@ -77,7 +80,13 @@ class Reach:
     flavour: Flavour
     ssh_alias: str | None = None
     ssh_config: str | None = None
-    url: str | None = None  # Jupyter, reachable from this machine (through a tunnel if remote)
+    # Jupyter. url_here: on this machine; for a remote host it answers while forward_command
+    # runs (or the TUI forwards it), always on the same local port. url_on_host: the GPU
+    # host's own loopback, reachable only from that host.
+    url: str | None = None  # the same as url_here, kept for older scripts
+    url_here: str | None = None
+    url_on_host: str | None = None
+    forward_command: str | None = None
 
     def lines(self) -> list[str]:
         if self.flavour is Flavour.SSH:
@@ -85,7 +94,9 @@ class Reach:
                 f"ssh {self.ssh_alias}",
                 f"(or, without the Include line: ssh -F {self.ssh_config} {self.ssh_alias})",
             ]
-        return [self.url or ""]
+        if self.forward_command:
+            return [f"{self.url_here}  (after `{self.forward_command}`)"]
+        return [self.url_here or ""]
 
 
 def operator_key(host: Host, explicit: str | None = None) -> tuple[Path, str]:
@@ -120,6 +131,7 @@ def host_alias(host: Host, inventory: Inventory, paths: Paths) -> sshconfig.Host
         identity=str(Path(host.identity).expanduser()) if host.identity else None,
         jump=jump,
         known_hosts=(str(Path.home() / ".ssh" / "known_hosts"), str(paths.known_hosts)),
+        proxy_command=host.proxy_command,
     )
 
 
@@ -202,6 +214,11 @@ class DevContainers:
         token = generate_token() if request.flavour is Flavour.JUPYTER else None
         workspace = self.resolve_workspace(request.name, request.workspace)
         spec = request.spec(workspace=workspace, public_key=public_key, jupyter_token=token)
+        if request.pull and not request.image:
+            engine = self.engine()
+            built = engine.image_exists(image_tag(request.flavour, request.base_image))
+            if not built and not engine.image_exists(request.base_image):
+                engine.pull_image(request.base_image, emit)
         result = self.engine().launch(
             spec,
             self.ensure_dir,
@@ -242,10 +259,33 @@ class DevContainers:
         self, info: ContainerInfo, token: str | None = None, local_port: int | None = None
     ) -> Reach:
         if info.flavour is Flavour.JUPYTER:
-            port = local_port or info.host_port(Flavour.JUPYTER.port_key)
+            host_port = info.host_port(Flavour.JUPYTER.port_key)
             token = token or self.jupyter_token(info.name)
-            url = f"http://127.0.0.1:{port}/lab?token={token}" if port else None
-            return Reach(info.name, Flavour.JUPYTER, url=url)
+
+            def url(port: int | None) -> str | None:
+                return f"http://127.0.0.1:{port}/lab?token={token}" if port else None
+
+            if self.local:
+                return Reach(
+                    info.name,
+                    Flavour.JUPYTER,
+                    url=url(host_port),
+                    url_here=url(host_port),
+                    url_on_host=url(host_port),
+                )
+            key = ForwardKey(self.host.name, info.name, Flavour.JUPYTER.container_port)
+            memory = PortMemory(self.paths)
+            if local_port is None:
+                local_port = memory.choose(key)
+                memory.remember(key, local_port)
+            return Reach(
+                info.name,
+                Flavour.JUPYTER,
+                url=url(local_port),
+                url_here=url(local_port),
+                url_on_host=url(host_port),
+                forward_command=f"gpudesk jupyter {info.name} --host {self.host.name}",
+            )
         return Reach(
             info.name,
             Flavour.SSH,
@@ -260,8 +300,11 @@ class DevContainers:
                 return str(item.split("=", 1)[1])
         raise ContainerError(f"{name} has no Jupyter token; is it a Jupyter container?")
 
-    def open_jupyter(self, name: str) -> tuple[Reach, Tunnel | None]:
-        """The URL to open here; for a remote host, through a new local port forward."""
+    def open_jupyter(
+        self, name: str, local_port: int | None = None
+    ) -> tuple[Reach, Forward | None]:
+        """The URL to open here; for a remote host, through a local port forward on the port
+        used last time (or ``local_port``), so bookmarks keep working."""
         info = self.engine().get(name)
         if info.flavour is not Flavour.JUPYTER:
             raise ContainerError(f"{name} is not a Jupyter container.")
@@ -270,10 +313,34 @@ class DevContainers:
         port = info.host_port(Flavour.JUPYTER.port_key)
         if port is None:
             raise ContainerError(f"{name} publishes no Jupyter port.")
-        if self.local:
+        if self.local and local_port is None:
             return self.reach(info), None
-        tunnel = Tunnel(self.service.conn.open_tcp, "127.0.0.1", port)
-        return self.reach(info, local_port=tunnel.local_port), tunnel
+        forward = self.forward(name, Flavour.JUPYTER.container_port, local_port)
+        return self.reach(info, local_port=forward.local_port), forward
+
+    def forward(self, name: str, port: int, local_port: int | None = None) -> Forward:
+        """Forward ``port`` of container ``name`` to 127.0.0.1 here, following restarts.
+
+        Without ``local_port`` the port used last time for this container and port is taken
+        again when it is free; the one used is remembered.
+        """
+        if not 0 < port < 65536 or (local_port is not None and not 0 < local_port < 65536):
+            raise ContainerError("Ports are numbers from 1 to 65535.")
+        key = ForwardKey(self.host.name, name, port)
+        engine = self.engine()
+        target_from_attrs(engine.inspect(name), port)  # refuse a stopped container now
+
+        def resolve() -> tuple[str, int]:
+            return target_from_attrs(self.engine().inspect(name), port)
+
+        opener = local_opener if self.local else self._open_remote
+        memory = PortMemory(self.paths)
+        forward = Forward(key, resolve, opener, memory.choose(key, local_port))
+        memory.remember(key, forward.local_port)
+        return forward
+
+    def _open_remote(self, host: str, port: int) -> Any:
+        return self.service.conn.open_tcp(host, port, PROBE_TIMEOUT)
 
     # ------------------------------------------------------------------ list and act
 

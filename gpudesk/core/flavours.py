@@ -123,6 +123,7 @@ class GpudeskLabels:
     user: str
     gpus: str = ""
     ports: tuple[int, ...] = ()
+    sudo: bool = False  # passwordless sudo for the container user
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
     created_by: str = field(default_factory=created_by)
 
@@ -136,7 +137,7 @@ class GpudeskLabels:
             label("ports"): ",".join(str(p) for p in self.ports),
             label("user"): self.user,
             label("created"): self.created.isoformat(timespec="seconds"),
-        }
+        } | ({label("sudo"): "1"} if self.sudo else {})
 
     @classmethod
     def from_labels(cls, labels: dict[str, str]) -> GpudeskLabels | None:
@@ -160,6 +161,7 @@ class GpudeskLabels:
             user=labels.get(label("user"), ""),
             gpus=labels.get(label("gpus"), ""),
             ports=tuple(ports),
+            sudo=labels.get(label("sudo")) == "1",
             created=created,
             created_by=labels.get(label("created-by"), ""),
         )
@@ -168,6 +170,11 @@ class GpudeskLabels:
 def label(key: str) -> str:
     """The full label name for one of gpudesk's keys, e.g. ``io.gpudesk.flavour``."""
     return LABEL_PREFIX + key
+
+
+def has_sudo(labels: dict[str, str] | None) -> bool:
+    """Whether gpudesk gave this container's user passwordless sudo (``--sudo``)."""
+    return (labels or {}).get(label("sudo")) == "1"
 
 
 def is_gpudesk(labels: dict[str, str] | None) -> bool:

@@ -31,6 +31,7 @@ from gpudesk.core.connection import (
     SshError,
     StatusCallback,
     Unreachable,
+    expand_proxy_command,
 )
 from gpudesk.core.hostkeys import HostKeyStore, fingerprint, known_hosts_name
 
@@ -110,7 +111,9 @@ class SshConnection:
 
     # ------------------------------------------------------------------ connect
 
-    def _open_socket(self, accept_new_host_key: bool = False) -> socket.socket | paramiko.Channel:
+    def _open_socket(
+        self, accept_new_host_key: bool = False
+    ) -> socket.socket | paramiko.Channel | paramiko.ProxyCommand:
         dest = self.host.destination
         if self.jump is not None:
             try:
@@ -121,6 +124,8 @@ class SshConnection:
                 raise Unreachable(
                     f"Cannot reach {dest} through {self.jump.host.name}: {exc}"
                 ) from exc
+        if self.host.proxy_command:
+            return self._proxy_command()
         try:
             return socket.create_connection(
                 (self.host.hostname, self.host.port), timeout=self.connect_timeout
@@ -145,6 +150,15 @@ class SshConnection:
         with self._connecting:
             if not self.connected:
                 self.connect_once(accept_new_host_key)
+
+    def _proxy_command(self) -> paramiko.ProxyCommand:
+        command = expand_proxy_command(self.host)
+        try:
+            return paramiko.ProxyCommand(command)
+        except (paramiko.SSHException, OSError) as exc:
+            raise Unreachable(
+                f"The ProxyCommand for {self.host.name} ({command}) did not start: {exc}."
+            ) from exc
 
     def connect_once(self, accept_new_host_key: bool = False) -> None:
         """Open, verify and authenticate; raises an :class:`SshError` on failure."""

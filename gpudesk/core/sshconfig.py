@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -35,6 +36,10 @@ CONFIG_NAME = "ssh_config"
 HOSTS_NAME = "ssh_hosts"
 HOST_ALIAS_PREFIX = "gpudesk-host-"
 KNOWN_HOSTS_NAME = "known_hosts_containers"
+CONTROL_DIR_NAME = "cm"
+CONTROL_PERSIST = "10m"
+# sun_path holds 108 bytes and OpenSSH first binds the path plus a 17-character random suffix.
+MAX_CONTROL_PATH = 88
 _HEADER = (
     "# Written by gpudesk: one block per SSH dev container. gpudesk rewrites this file;\n"
     "# edits here are lost. Included from ~/.ssh/config.\n"
@@ -101,6 +106,41 @@ def _check(entry: ContainerEntry) -> None:
         )
 
 
+def control_dir(home: Path) -> Path:
+    return home / CONTROL_DIR_NAME
+
+
+def control_path(home: Path, *identity: object) -> Path | None:
+    """A short, fixed-length socket path under ``home`` for one ssh destination, or None when
+    ``home`` is too deep for a Unix socket (then connections are simply not shared).
+
+    The name hashes everything that makes the destination (alias, port, user, jump), so a
+    container that came back on another port never meets the old master's socket.
+    """
+    digest = hashlib.sha256("\0".join(str(p) for p in identity).encode()).hexdigest()[:16]
+    path = control_dir(home) / digest
+    return path if len(str(path)) <= MAX_CONTROL_PATH else None
+
+
+def _control_lines(path: Path | None) -> list[str]:
+    # Connection sharing: the first ssh/scp/rsync opens a master that later ones reuse for
+    # ControlPersist, so they skip both handshakes (the jump and the container).
+    if path is None:
+        return []
+    return [
+        "    ControlMaster auto",
+        f"    ControlPath {_config_value('control path', str(path))}",
+        f"    ControlPersist {CONTROL_PERSIST}",
+    ]
+
+
+def _ensure_control_dir(home: Path) -> None:
+    # The sockets hand out logged-in connections: only the user may reach them.
+    path = control_dir(home)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
 def render_block(entry: ContainerEntry, home: Path) -> str:
     _check(entry)
     lines = [
@@ -116,6 +156,7 @@ def render_block(entry: ContainerEntry, home: Path) -> str:
     ]
     if entry.jump:
         lines.append(f"    ProxyJump {entry.jump}")
+    lines += _control_lines(control_path(home, entry.alias, entry.port, entry.user, entry.jump))
     return "\n".join(lines) + "\n"
 
 
@@ -141,13 +182,14 @@ class HostAlias:
     identity: str | None
     jump: str | None  # another alias or a plain destination
     known_hosts: tuple[str, ...]
+    proxy_command: str | None = None  # OpenSSH's own ProxyCommand syntax, tokens kept
 
     @property
     def alias(self) -> str:
         return HOST_ALIAS_PREFIX + self.name
 
 
-def render_host_block(host: HostAlias) -> str:
+def render_host_block(host: HostAlias, home: Path | None = None) -> str:
     lines = [
         f"Host {host.alias}",
         f"    HostName {_config_value('host name', host.hostname)}",
@@ -165,15 +207,24 @@ def render_host_block(host: HostAlias) -> str:
         if not _JUMP_RE.fullmatch(host.jump) or host.jump.startswith("-"):
             raise SshConfigError(f"The jump host {host.jump!r} is not a plain ssh destination.")
         lines.append(f"    ProxyJump {host.jump}")
+    elif host.proxy_command:
+        if any(ord(c) < 32 for c in host.proxy_command):
+            raise SshConfigError(f"The ProxyCommand of {host.name} spans lines; fix hosts.toml.")
+        lines.append(f"    ProxyCommand {host.proxy_command}")
+    if home is not None:
+        lines += _control_lines(
+            control_path(home, host.alias, host.hostname, host.port, host.user, host.jump)
+        )
     return "\n".join(lines) + "\n"
 
 
 def write_host_aliases(home: Path, hosts: list[HostAlias]) -> None:
     """Rewrite the GPU hosts' aliases; container blocks name them in ProxyJump."""
     text = "# Written by gpudesk from hosts.toml; rewritten on each launch.\n" + "".join(
-        "\n" + render_host_block(h) for h in sorted(hosts, key=lambda h: h.name)
+        "\n" + render_host_block(h, home) for h in sorted(hosts, key=lambda h: h.name)
     )
     with _locked(home):
+        _ensure_control_dir(home)
         atomic_write(hosts_path(home), text)
 
 
@@ -242,6 +293,7 @@ def _write_all(home: Path, all_entries: list[ContainerEntry]) -> None:
     ordered = sorted(all_entries, key=lambda e: e.name)
     text = render(ordered, home)
     known = "".join(f"{e.alias} {e.host_key.strip()}\n" for e in ordered)
+    _ensure_control_dir(home)
     atomic_write(known_hosts_path(home), known)
     atomic_write(config_path(home), text)
 

@@ -67,6 +67,10 @@ class Tunnel:
 
     def close(self) -> None:
         self._closed.set()
+        # shutdown wakes the accept() blocked in the other thread; close alone would leave the
+        # port listening until the next connection came.
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self._server.close()
 

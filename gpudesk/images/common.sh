@@ -24,11 +24,22 @@ gpudesk_setup_user() {
     if [ -z "$uid" ]; then
         if [ "$ws_uid" != 0 ]; then uid=$ws_uid; else uid=1000; fi
     fi
-    if id -u "$user" >/dev/null 2>&1; then
-        if [ "$(id -u "$user")" != "$uid" ] && ! getent passwd "$uid" >/dev/null; then
+    other=$(getent passwd "$uid" | cut -d: -f1)
+    case $uid in *[!0-9]*|'') gpudesk_die "the workspace owner's uid '$uid' is not a number" ;; esac
+    if [ -n "$other" ] && [ "$other" != "$user" ] && [ "$uid" -ge 1000 ] && [ "$uid" -lt 60000 ]; then
+        # The base already has a person's account with the workspace owner's uid (e.g.
+        # Ubuntu's "ubuntu" at 1000): it becomes the login user, so the workspace stays
+        # writable. System accounts (below 1000, nobody) are never taken over.
+        if id -u "$user" >/dev/null 2>&1; then userdel -r "$user" 2>/dev/null || userdel "$user"; fi
+        usermod -l "$user" -d "/home/$user" -m -s /bin/bash "$other"
+        if [ "$(id -gn "$user")" = "$other" ] && ! getent group "$user" >/dev/null; then
+            groupmod -n "$user" "$other"
+        fi
+    elif id -u "$user" >/dev/null 2>&1; then
+        if [ "$(id -u "$user")" != "$uid" ] && [ -z "$other" ]; then
             usermod -u "$uid" "$user"
         fi
-    elif getent passwd "$uid" >/dev/null; then
+    elif [ -n "$other" ]; then
         useradd -m -s /bin/bash "$user"
     else
         useradd -m -u "$uid" -s /bin/bash "$user"
@@ -46,6 +57,25 @@ gpudesk_setup_user() {
         rm -f /etc/sudoers.d/gpudesk
     fi
     export GPUDESK_USER=$user GPUDESK_HOME_DIR=$home
+}
+
+# The user's own Python environment: a venv in the workspace (so it survives `gpudesk rm` and
+# image rebuilds) that sees the image's packages (torch) through system site packages. pip
+# installs land there; the image's environment stays as built.
+gpudesk_setup_venv() {
+    venv=/workspace/.venv
+    if [ ! -x "$venv/bin/python" ]; then
+        base=$(readlink -f /usr/local/bin/gpudesk-python)
+        if ! runuser -u "$GPUDESK_USER" -- "$base" -m venv --system-site-packages "$venv" >&2; then
+            echo "gpudesk: could not create $venv; pip installs go to ~/.local" >&2
+            return 0
+        fi
+    fi
+    if ! "$venv/bin/python" -c '' 2>/dev/null; then
+        echo "gpudesk: $venv does not run with this image's Python; move it away to get a new one" >&2
+        return 0
+    fi
+    export VIRTUAL_ENV=$venv PATH="$venv/bin:$PATH"
 }
 
 # Login shells start from a clean environment, so the image's ENV (PATH with /opt/conda/bin,

@@ -7,9 +7,15 @@ set -eu
 [ -n "${JUPYTER_TOKEN:-}" ] || gpudesk_die "JUPYTER_TOKEN is not set; gpudesk always starts Jupyter with a token"
 
 gpudesk_setup_user
+gpudesk_setup_venv
 gpudesk_write_env
 
+# The venv's python runs JupyterLab (found through system site packages), so kernels and
+# `%pip install` use the venv too.
+py=gpudesk-python
+if [ -n "${VIRTUAL_ENV:-}" ]; then py=$VIRTUAL_ENV/bin/python; fi
 cd /workspace
 exec runuser -u "$GPUDESK_USER" -- env HOME="$GPUDESK_HOME_DIR" PATH="$PATH" \
-    gpudesk-python -m jupyterlab --no-browser --ip=0.0.0.0 --port=8888 \
+    ${VIRTUAL_ENV:+VIRTUAL_ENV="$VIRTUAL_ENV"} \
+    "$py" -m jupyterlab --no-browser --ip=0.0.0.0 --port=8888 \
     --ServerApp.root_dir=/workspace --ServerApp.open_browser=False

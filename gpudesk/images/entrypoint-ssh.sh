@@ -4,6 +4,7 @@ set -eu
 . /usr/local/lib/gpudesk/common.sh
 
 gpudesk_setup_user
+gpudesk_setup_venv
 gpudesk_write_env
 
 keys=${GPUDESK_AUTHORIZED_KEYS:-}

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, OptionList
 
 from gpudesk.app.app import GpudeskApp
 from gpudesk.app.messages import ContainersUpdate, EngineStatus, GpuUpdate, HostStatus
 from gpudesk.app.modals.confirm import ConfirmModal
+from gpudesk.app.modals.forwards import ForwardsModal
 from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.screens.host import HostScreen
 from gpudesk.core.config import Host, Inventory
@@ -19,6 +23,7 @@ from gpudesk.core.containers import ContainerInfo, PortBinding
 from gpudesk.core.engine import EngineInfo
 from gpudesk.core.flavours import Flavour
 from gpudesk.core.fleet import Fleet
+from gpudesk.core.forwards import Forward, ForwardKey, local_opener
 from gpudesk.core.gpu.sample import parse_sample
 from gpudesk.core.ssh import ConnState, ConnStatus
 
@@ -137,6 +142,77 @@ def test_launch_form_snapshot(snap_compare: Any) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await open_host(pilot)
         await pilot.press("J")
-        pilot.app.screen.query_one("#name", Input).value = "nb-demo"
+        name = pilot.app.screen.query_one("#name", Input)
+        # A blinking cursor is drawn or not depending on when the snapshot is taken.
+        name.cursor_blink = False
+        name.value = "nb-demo"
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+class _TagServer:
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"tensorboard")
+
+
+class _FakeDev:
+    def __init__(self, server: _TagServer) -> None:
+        self.server = server
+
+    def forward(self, name: str, port: int, local_port: int | None) -> Forward:
+        key = ForwardKey(HOST, name, port)
+        return Forward(key, lambda: ("127.0.0.1", self.server.port), local_opener, local_port or 0)
+
+
+async def test_forward_a_port_from_the_container_row_then_stop_it() -> None:
+    app = make_app()
+    server = _TagServer()
+    app.state.devcontainers = lambda _host: _FakeDev(server)  # type: ignore[assignment,method-assign,return-value]
+    async with app.run_test(size=SIZE) as pilot:
+        await open_host(pilot)
+        await pilot.press("f")
+        assert isinstance(app.screen, ForwardsModal)
+        app.screen.query_one("#port", Input).value = "6006"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        forward = app.state.forwards_of(HOST, "train-a")[6006]
+        with socket.create_connection(("127.0.0.1", forward.local_port), timeout=5) as conn:
+            assert conn.recv(100) == b"tensorboard"
+        await pilot.press("f")
+        modal = app.screen
+        assert isinstance(modal, ForwardsModal)
+        listed = modal.query_one("#forward-list", OptionList)
+        assert str(listed.get_option_at_index(0).prompt) == f"6006 -> {forward.url}"
+        listed.highlighted = 0
+        await pilot.press("ctrl+d")
+        await pilot.pause()
+        assert app.state.forwards_of(HOST, "train-a") == {}
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", forward.local_port), timeout=5).close()
+    server.sock.close()
+
+
+async def test_a_sudo_container_says_so_in_its_row() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_host(pilot)
+        sudo = container("root-ok", Flavour.SSH, "running", 32773)
+        sudo.labels["io.gpudesk.sudo"] = "1"
+        app.post_message(ContainersUpdate(HOST, [*CONTAINERS, sudo], None))
+        await pilot.pause()
+        cells = [str(c) for c in screen.query_one("#containers", DataTable).get_row("root-ok")]
+        assert cells[1] == "ssh+sudo"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -97,6 +99,13 @@ def test_jupyter_through_the_forward(bed: str, testbed: Any) -> None:
                "--base-image", testbed.base_image)  # fmt: skip
     assert done.returncode == 0, done.stderr
     validate_text("launch", done.stdout)
+    reach = json.loads(done.stdout)["reach"]
+    # Both URLs, named for where they work: the host's loopback, and here through the forward.
+    assert reach["url_on_host"].startswith(
+        f"http://127.0.0.1:{json.loads(done.stdout)['host_port']}/"
+    )
+    assert reach["forward_command"] == f"gpudesk jupyter clitest-jup --host {bed}"
+    assert reach["url_here"] != reach["url_on_host"]
     forward = subprocess.Popen(
         [sys.executable, "-m", "gpudesk", "jupyter", "clitest-jup", "--host", bed],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -104,6 +113,8 @@ def test_jupyter_through_the_forward(bed: str, testbed: Any) -> None:
     try:
         assert forward.stdout is not None
         url = forward.stdout.readline().strip()
+        # The forward listens on the local port the launch announced.
+        assert url == reach["url_here"]
         base, token = url.split("/lab?token=")
         request = urllib.request.Request(
             f"{base}/api/status", headers={"Authorization": f"token {token}"}
@@ -128,3 +139,64 @@ def test_gpus_on_a_host_without_nvidia_runtime_is_refused_and_creates_nothing(
     assert "Traceback" not in done.stderr
     assert docker_client.containers.list(all=True, filters={"name": "clitest-gpu"}) == []
     assert sshconfig.entries(Paths.from_env().home) == []
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=20) as answer:
+        return str(answer.read().decode())
+
+
+def _serve(docker_client: Any, name: str, marker: str) -> None:
+    container = docker_client.containers.get(name)
+    container.exec_run(["sh", "-c", f"mkdir -p /srv/{marker} && cd /srv && "
+                        "exec python3 -m http.server 6006 --bind 0.0.0.0"], detach=True)  # fmt: skip
+
+
+def test_forward_any_port_follows_the_container_across_a_restart(
+    bed: str, testbed: Any, docker_client: Any
+) -> None:
+    done = cli("launch", "ssh", "--host", bed, "--name", "clitest-fwd",
+               "--base-image", testbed.base_image)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    _serve(docker_client, "clitest-fwd", "before")
+    forward = subprocess.Popen(
+        [sys.executable, "-m", "gpudesk", "forward", "clitest-fwd", "6006"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert forward.stdout is not None
+        url = forward.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), forward.stderr
+        # The server inside may still be starting; the forward itself is up.
+        for _ in range(50):
+            try:
+                assert "before/" in _get(url)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                threading.Event().wait(0.2)
+        else:
+            pytest.fail("the server in the container never answered through the forward")
+        assert cli("restart", "clitest-fwd").returncode == 0
+        _serve(docker_client, "clitest-fwd", "after")
+        for _ in range(50):
+            try:
+                assert "after/" in _get(url)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                threading.Event().wait(0.2)
+        else:
+            pytest.fail("the forward did not follow the restarted container")
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+    # The same local port is taken again next time.
+    again = subprocess.Popen(
+        [sys.executable, "-m", "gpudesk", "forward", "clitest-fwd", "6006"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert again.stdout is not None
+        assert again.stdout.readline().strip() == url
+    finally:
+        again.terminate()
+        again.wait(timeout=10)

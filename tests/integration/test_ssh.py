@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import shutil
 import socket
 import subprocess
 import sys
@@ -316,3 +317,37 @@ def test_an_over_long_host_label_ends_in_a_state_with_a_reason(known_hosts_file:
     finally:
         conn.close()
         supervisor.join(timeout=10)
+
+
+def test_hosts_check_prints_the_gpu_host_checklist(
+    testbed: Any, known_hosts_file: Path, docker_client: Any
+) -> None:
+    Inventory.load().add(bed_host(testbed))
+    done = gpudesk_cli("hosts", "check", "bed", "--json")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)["hosts"]
+    checks = {c["key"]: c for c in row["checks"]}
+    assert list(checks) == ["driver", "nvidia_runtime", "python3", "disk", "docker"]
+    # The test bed has Docker and python3 but neither an NVIDIA driver nor its runtime.
+    python3 = subprocess.run(["python3", "-c", "import sys; print(sys.version.split()[0])"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert checks["python3"] == {
+        "key": "python3", "ok": True, "detail": f"python3 {python3}", "fix": None
+    }  # fmt: skip
+    assert (
+        checks["docker"]["ok"]
+        and docker_client.version()["Version"] in (checks["docker"]["detail"])
+    )
+    assert not checks["driver"]["ok"] and "nvidia-smi" in checks["driver"]["fix"]
+    assert not checks["nvidia_runtime"]["ok"]
+    assert "nvidia-ctk runtime configure --runtime=docker" in checks["nvidia_runtime"]["fix"]
+    root = docker_client.info()["DockerRootDir"]
+    free_gb = shutil.disk_usage(root).free / 1024**3
+    shown = float(checks["disk"]["detail"].split()[0])
+    assert abs(shown - free_gb) < max(1.0, free_gb * 0.05)
+    assert root in checks["disk"]["detail"]
+
+    text = gpudesk_cli("hosts", "check", "bed")
+    assert text.returncode == 0, text.stderr
+    assert "[missing] driver" in text.stdout and "[ok] python3" in text.stdout
+    assert "fix: install the NVIDIA Container Toolkit" in text.stdout

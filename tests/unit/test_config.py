@@ -1,4 +1,5 @@
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from gpudesk.core.config import (
     parse_destination,
     validate_name,
 )
+from gpudesk.core.ssh import expand_proxy_command
 
 
 def test_gpudesk_home_moves_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,3 +133,75 @@ def test_alias_from_ssh_config(isolated_home: Path) -> None:
 def test_unknown_alias_without_scheme_is_treated_as_a_hostname() -> None:
     host = host_from_destination("x", "gpu-box")
     assert (host.hostname, host.port, host.user) == ("gpu-box", 22, None)
+
+
+def test_saving_keeps_the_users_comments_and_order() -> None:
+    inv = Inventory.load()
+    text = (
+        "# my GPU boxes\n\n"
+        "[hosts.zeta]  # the big one\n"
+        'hostname = "10.0.0.9"  # behind the VPN\n'
+        'user = "ana"\n\n'
+        "# spare\n"
+        "[hosts.alpha]\n"
+        'hostname = "10.0.0.1"\n'
+    )
+    inv.paths.hosts_file.parent.mkdir(parents=True, exist_ok=True)
+    inv.paths.hosts_file.write_text(text)
+    inv = Inventory.load()
+    inv.add(Host(name="new", hostname="10.0.0.5", port=2222))
+    saved = inv.paths.hosts_file.read_text()
+    # Everything the user wrote is still there, byte for byte, in their order.
+    assert saved.startswith(text)
+    assert saved.index("[hosts.zeta]") < saved.index("[hosts.alpha]") < saved.index("[hosts.new]")
+    inv.remove("alpha")
+    saved = inv.paths.hosts_file.read_text()
+    assert "# my GPU boxes" in saved and "# behind the VPN" in saved and "the big one" in saved
+    assert "alpha" not in saved
+    assert Inventory.load().names() == [LOCALHOST, "zeta", "new"]
+    assert Inventory.load().get("new").port == 2222
+
+
+@pytest.mark.skipif(not shutil.which("ssh"), reason="needs the OpenSSH client")
+def test_alias_from_an_included_file_and_a_wildcard_block(isolated_home: Path) -> None:
+    ssh_dir = isolated_home / ".ssh"
+    (ssh_dir / "conf.d").mkdir()
+    (ssh_dir / "conf.d" / "work.conf").write_text(
+        "Host trainer\n  HostName 10.9.8.7\n  Port 2201\n"
+    )
+    (ssh_dir / "config").write_text(
+        f"Include {ssh_dir}/conf.d/*.conf\n\n"
+        "Host gpu-*\n  User carol\n  ProxyCommand nc -w 5 %h %p\n\n"
+        "Host *\n  IdentityFile ~/.ssh/id_work\n"
+    )
+    included = host_from_destination("t", "trainer")
+    assert (included.hostname, included.port, included.user) == ("10.9.8.7", 2201, None)
+    assert included.identity == str(ssh_dir / "id_work")
+    assert included.source is not None and "'trainer'" in included.source
+    wild = host_from_destination("g", "gpu-17")
+    assert (wild.hostname, wild.user, wild.port) == ("gpu-17", "carol", 22)
+    assert wild.proxy_command == "nc -w 5 %h %p"
+    assert expand_proxy_command(wild) == "nc -w 5 gpu-17 22"
+    # What was resolved from where is written next to the host, and the file still parses.
+    inv = Inventory.load()
+    inv.add(wild)
+    saved = inv.paths.hosts_file.read_text()
+    assert "from ~/.ssh/config alias 'gpu-17' (ssh -G)" in saved
+    assert Inventory.load().get("g").proxy_command == "nc -w 5 %h %p"
+
+
+def test_proxy_command_tokens() -> None:
+    host = Host(name="h", hostname="box", port=2200, user="u", proxy_command="x %h:%p %r %% %z")
+    assert expand_proxy_command(host) == "x box:2200 u % %z"
+
+
+def test_without_openssh_aliases_fall_back_to_paramikos_reader(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (isolated_home / ".ssh" / "config").write_text(
+        "Host trainer\n  HostName 10.9.8.7\n  User bob\n  Port 2201\n"
+    )
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    host = host_from_destination("t1", "trainer")
+    assert (host.hostname, host.user, host.port) == ("10.9.8.7", "bob", 2201)
+    assert host.source is not None and "(paramiko)" in host.source

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from gpudesk.core import flavours
 from gpudesk.core.containers import (
     BaseImageMissingError,
+    ContainerError,
     Containers,
     ImageBuildError,
     InvalidGpuSpecError,
@@ -21,6 +22,7 @@ from gpudesk.core.containers import (
     PortBinding,
     info_from_attrs,
     parse_gpus,
+    split_image_ref,
 )
 from gpudesk.core.devcontainers import LaunchRequest
 from gpudesk.core.flavours import (
@@ -204,7 +206,7 @@ class _FakeClient:
 
 def test_missing_base_image_says_pull_it() -> None:
     client = _FakeClient(set(), [])
-    with pytest.raises(BaseImageMissingError, match="pull or import it first"):
+    with pytest.raises(BaseImageMissingError, match=r"--pull.*docker pull nope:1"):
         Containers(client).ensure_image(Flavour.SSH, "nope:1")
     assert client.api.kwargs == {}
 
@@ -288,3 +290,62 @@ def test_a_launch_request_becomes_the_engine_spec_field_for_field() -> None:
     )
     # What LaunchSpec has and the request does not keep their defaults.
     assert (spec.user, spec.sudo) == (flavours.DEFAULT_USER, False)
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        (
+            "pytorch/pytorch:2.9.1-cuda12.8-cudnn9-devel",
+            ("pytorch/pytorch", "2.9.1-cuda12.8-cudnn9-devel"),
+        ),
+        ("ubuntu", ("ubuntu", "latest")),
+        ("registry:5000/team/img", ("registry:5000/team/img", "latest")),
+        ("registry:5000/team/img:v1", ("registry:5000/team/img", "v1")),
+        ("img@sha256:abc", ("img", "sha256:abc")),
+    ],
+)
+def test_split_image_ref(ref: str, expected: tuple[str, str]) -> None:
+    assert split_image_ref(ref) == expected
+
+
+class _PullApi:
+    def __init__(self, chunks: list[dict[str, object]], images: _FakeImages) -> None:
+        self.chunks = chunks
+        self.images = images
+        self.asked: tuple[str, str] | None = None
+
+    def pull(self, repository: str, tag: str, **_: object) -> Iterator[dict[str, object]]:
+        self.asked = (repository, tag)
+        yield from self.chunks
+        self.images.present.add(f"{repository}:{tag}")
+
+
+def test_pull_reports_overall_progress_in_few_lines() -> None:
+    layer_size = 1_000_000_000
+    chunks: list[dict[str, object]] = [{"status": "Pulling from pytorch/pytorch", "id": "2.9"}]
+    for layer in ("a", "b"):
+        chunks.append({"status": "Pulling fs layer", "id": layer})
+    for step in range(1, 101):
+        for layer in ("a", "b"):
+            chunks.append({"status": "Downloading", "id": layer,
+                           "progressDetail": {"current": step * layer_size // 100,
+                                              "total": layer_size}})  # fmt: skip
+    for layer in ("a", "b"):
+        chunks.append({"status": "Pull complete", "id": layer})
+    client = _FakeClient(set(), [])
+    client.api = _PullApi(chunks, client.images)  # type: ignore[assignment]
+    seen: list[str] = []
+    Containers(client).pull_image("pytorch/pytorch:2.9.1", seen.append)
+    assert client.api.asked == ("pytorch/pytorch", "2.9.1")  # type: ignore[attr-defined]
+    assert seen[0] == "Pulling pytorch/pytorch:2.9.1" and seen[-1] == "Pulled pytorch/pytorch:2.9.1"
+    progress = seen[1:-1]
+    assert 10 <= len(progress) <= 30  # hundreds of messages, tens of lines
+    assert progress[-1].startswith("downloaded 2.00 of 2.00 GB (100%), 2 layer(s) done")
+
+
+def test_a_failed_pull_is_one_sentence() -> None:
+    client = _FakeClient(set(), [])
+    client.api = _PullApi([{"error": "manifest unknown"}], client.images)  # type: ignore[assignment]
+    with pytest.raises(ContainerError, match=r"^Pulling nope:1 failed: manifest unknown\.$"):
+        Containers(client).pull_image("nope:1")

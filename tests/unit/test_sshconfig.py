@@ -92,7 +92,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     for i in range(3):
         add_entry(home, entry(f"c{i}"))
     names = {p.name for p in home.iterdir()}
-    assert names == {"ssh_config", "known_hosts_containers", ".ssh_config.lock"}
+    assert names == {"ssh_config", "known_hosts_containers", ".ssh_config.lock", "cm"}
 
 
 @pytest.mark.parametrize(
@@ -214,3 +214,40 @@ def test_include_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
 def test_include_quote_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SshConfigError):
         ensure_include(tmp_path / "config", tmp_path / 'a"b')
+
+
+def test_blocks_share_connections_through_a_private_short_control_path(tmp_path: Path) -> None:
+    home = tmp_path / "gd"
+    add_entry(home, entry("box"))
+    text = sshconfig.config_path(home).read_text()
+    assert "ControlMaster auto" in text and "ControlPersist" in text
+    path = Path(text.split("ControlPath ", 1)[1].split("\n", 1)[0])
+    assert path.parent == home / "cm"
+    assert mode(home / "cm") == 0o700
+    # Room for OpenSSH's temporary 17-character suffix inside a 108-byte sun_path.
+    assert len(str(path)) + 17 < 108
+    # A new port (the container restarted) means a new socket, never the old master's.
+    add_entry(home, entry("box", port=40023))
+    moved = sshconfig.config_path(home).read_text()
+    assert str(path) not in moved and "ControlPath" in moved
+
+
+def test_no_connection_sharing_when_the_home_is_too_deep_for_a_socket(tmp_path: Path) -> None:
+    home = tmp_path / ("d" * 90)
+    add_entry(home, entry("box"))
+    text = sshconfig.config_path(home).read_text()
+    assert "Control" not in text
+
+
+def test_a_gpu_host_reached_by_proxy_command_keeps_it_in_its_alias(tmp_path: Path) -> None:
+    alias = sshconfig.HostAlias(
+        name="gpu1", hostname="gpu1.internal", port=22, user="me", identity=None, jump=None,
+        known_hosts=(), proxy_command="ssh -W %h:%p bastion",
+    )  # fmt: skip
+    block = sshconfig.render_host_block(alias, tmp_path)
+    assert "    ProxyCommand ssh -W %h:%p bastion\n" in block
+    assert "ProxyJump" not in block
+    with pytest.raises(SshConfigError, match="spans lines"):
+        sshconfig.render_host_block(
+            sshconfig.HostAlias("x", "h", 22, None, None, None, (), "a\nHost *"), tmp_path
+        )

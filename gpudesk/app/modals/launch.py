@@ -5,7 +5,8 @@ from __future__ import annotations
 import secrets
 
 from textual.app import ComposeResult
-from textual.widgets import Input, Label
+from textual.containers import Horizontal
+from textual.widgets import Checkbox, Input, Label
 
 from gpudesk.app.modals.form import FormModal
 from gpudesk.core.containers import InvalidGpuSpecError, parse_gpus
@@ -64,7 +65,10 @@ class LaunchModal(FormModal[LaunchRequest]):
         yield Label("Base image")
         yield Input(value=DEFAULT_BASE_IMAGE, id="base")
         yield Label("Memory limit (empty: none)")
-        yield Input(placeholder="64g", id="memory")
+        with Horizontal(id="launch-memory-row"):
+            yield Input(placeholder="64g", id="memory")
+            # Off by default: without it, sudo in the container is refused.
+            yield Checkbox("passwordless sudo", id="sudo")
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
@@ -84,6 +88,7 @@ class LaunchModal(FormModal[LaunchRequest]):
             image=self.value("image") or None,
             base_image=self.value("base") or DEFAULT_BASE_IMAGE,
             memory=self.value("memory") or None,
+            sudo=self.query_one("#sudo", Checkbox).value,
         )
 
     def on_input_changed(self, event: Input.Changed) -> None:

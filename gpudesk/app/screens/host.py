@@ -16,8 +16,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from gpudesk.app.desk import Desk, HostView, desk_of, show_notice
-from gpudesk.app.messages import ActionDone, InspectLoaded, Notice
+from gpudesk.app.messages import ActionDone, ForwardOpened, InspectLoaded, Notice
 from gpudesk.app.modals.confirm import ConfirmModal
+from gpudesk.app.modals.forwards import ForwardChoice, ForwardShown, ForwardsModal
 from gpudesk.app.modals.inspect import InspectModal
 from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.modals.submit_run import SubmitRunModal
@@ -41,6 +42,7 @@ class HostScreen(HostView, Screen[None]):
         Binding("J", "launch('jupyter')", "Launch Jupyter"),
         Binding("s", "shell", "Shell"),
         Binding("o", "open_jupyter", "Open Jupyter"),
+        Binding("f", "forwards", "Forwards"),
         Binding("l", "logs", "Logs"),
         Binding("R", "submit_run", "Submit run"),
         Binding("u", "act('start')", "Start"),
@@ -248,6 +250,41 @@ class HostScreen(HostView, Screen[None]):
             self.notify(f"{info.name} is not a Jupyter container.", severity="warning")
             return
         self.desk.open_jupyter(self.host_name, info.name)
+
+    def action_forwards(self) -> None:
+        info = self.selected()
+        if info is None:
+            return
+        state = self.desk.state
+        shown = [
+            ForwardShown(port, forward.url)
+            for port, forward in sorted(state.forwards_of(self.host_name, info.name).items())
+        ]
+
+        def chosen(choice: ForwardChoice | None) -> None:
+            if choice is None:
+                return
+            if choice.action == "close":
+                closed = state.close_forward(self.host_name, info.name, choice.port)
+                if closed is not None:
+                    self.notify(f"stopped forwarding {closed.url} -> {info.name}:{choice.port}")
+            else:
+                self.open_forward(info.name, choice.port, choice.local_port)
+
+        self.app.push_screen(ForwardsModal(self.host_name, info.name, shown), chosen)
+
+    @work(thread=True, group="forward", exit_on_error=False)
+    def open_forward(self, name: str, port: int, local_port: int | None) -> None:
+        try:
+            forward = self.desk.state.open_forward(self.host_name, name, port, local_port)
+        except Exception as exc:
+            self.post_message(Notice(str(exc), error=True, timeout=10))
+            return
+        self.post_message(ForwardOpened(forward.url, f"{forward.url} -> {name}:{port}"))
+
+    def on_forward_opened(self, message: ForwardOpened) -> None:
+        self.app.copy_to_clipboard(message.url)
+        self.notify(f"{message.text}\n(copied to the clipboard)", timeout=10)
 
     def action_act(self, verb: str) -> None:
         info = self.selected()

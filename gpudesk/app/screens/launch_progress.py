@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Log, Static
 
 from gpudesk.app.desk import Desk, HostView, desk_of
-from gpudesk.core.containers import NoGpuRuntimeError
+from gpudesk.core.containers import BaseImageMissingError, NoGpuRuntimeError
 from gpudesk.core.devcontainers import LaunchRequest, Reach
 from gpudesk.core.flavours import Flavour
 
@@ -28,11 +28,18 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
             self.text = text
 
     class Finished(Message):
-        def __init__(self, reach: Reach | None, error: str | None, no_gpu: bool = False) -> None:
+        def __init__(
+            self,
+            reach: Reach | None,
+            error: str | None,
+            no_gpu: bool = False,
+            no_base: bool = False,
+        ) -> None:
             super().__init__()
             self.reach = reach
             self.error = error
             self.no_gpu = no_gpu
+            self.no_base = no_base
 
     def __init__(self, host: str, request: LaunchRequest) -> None:
         super().__init__()
@@ -56,6 +63,7 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
             yield Static("working…", id="launch-status")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Launch CPU-only", id="cpu", classes="hidden")
+                yield Button("Pull base image and launch", id="pull", classes="hidden")
                 yield Button("Cancel", id="close")
 
     def on_mount(self) -> None:
@@ -64,6 +72,7 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
     def start(self) -> None:
         self.running = True
         self.query_one("#cpu", Button).add_class("hidden")
+        self.query_one("#pull", Button).add_class("hidden")
         self.query_one("#close", Button).label = "Cancel"
         self.run_launch(self.request)
 
@@ -77,6 +86,8 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
             )
         except NoGpuRuntimeError as exc:
             self.post_message(self.Finished(None, str(exc), no_gpu=True))
+        except BaseImageMissingError as exc:
+            self.post_message(self.Finished(None, str(exc), no_base=not request.image))
         except Exception as exc:
             self.post_message(self.Finished(None, str(exc)))
         else:
@@ -97,6 +108,8 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
             status.update(f"[b red]Launch failed:[/] {message.error}")
             if message.no_gpu:
                 self.query_one("#cpu", Button).remove_class("hidden")
+            if message.no_base:
+                self.query_one("#pull", Button).remove_class("hidden")
             return
         self.reach = message.reach
         assert message.reach is not None
@@ -116,7 +129,11 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
             )
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cpu":
+        if event.button.id == "pull":
+            self.request = replace(self.request, pull=True)
+            self.query_one("#launch-log", Log).write_line("Pulling the base image first")
+            self.start()
+        elif event.button.id == "cpu":
             self.request = replace(self.request, gpus=None)
             self.query_one("#launch-log", Log).write_line("Retrying without GPUs")
             self.start()

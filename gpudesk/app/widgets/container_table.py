@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.flavours import has_sudo
 
 COLUMNS: list[tuple[str, str]] = [
     ("name", "NAME"),
@@ -23,7 +24,7 @@ def container_cells(info: ContainerInfo) -> list[Text | str]:
     ports = ", ".join(f"{p.host_ip}:{p.host_port}→{p.container_port}" for p in info.ports)
     return [
         Text(info.name, style="bold" if info.is_gpudesk else "dim"),
-        info.flavour.value if info.flavour else "-",
+        (info.flavour.value if info.flavour else "-") + ("+sudo" if has_sudo(info.labels) else ""),
         info.image if len(info.image) <= 36 else info.image[:35] + "…",
         Text(info.status or info.state, style=STATE_STYLE.get(info.state, "")),
         info.uptime_text,

@@ -44,6 +44,7 @@ from gpudesk.core.containers.probes import (
     probe_ssh_banner,
     ready_probe,
 )
+from gpudesk.core.containers.pull import PullProgress, split_image_ref
 
 __all__ = [
     "LOG_TAIL",
@@ -68,6 +69,7 @@ __all__ = [
     "NoSpaceLeftError",
     "PortBinding",
     "Probe",
+    "PullProgress",
     "ReadyResult",
     "Removed",
     "Stats",
@@ -76,5 +78,6 @@ __all__ = [
     "probe_jupyter",
     "probe_ssh_banner",
     "ready_probe",
+    "split_image_ref",
     "workspace_from_mounts",
 ]

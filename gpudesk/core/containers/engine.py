@@ -36,6 +36,7 @@ from gpudesk.core.containers.model import (
     info_from_attrs,
     parse_event,
 )
+from gpudesk.core.containers.pull import PullProgress, split_image_ref
 from gpudesk.core.errors import ENGINE_ERRORS, disk_full
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
@@ -226,8 +227,9 @@ class ContainerEngine:
             return tag
         if not self.image_exists(base_image):
             raise BaseImageMissingError(
-                f"The base image {base_image} is not on the GPU host; pull or import it first"
-                f" (docker pull {base_image})."
+                f"The base image {base_image} is not on the GPU host; let gpudesk pull it"
+                f" (--pull, or the Pull button in the TUI; several GB) or run"
+                f" `docker pull {base_image}` there."
             )
         emit(f"Building {tag} from {base_image}")
         last: deque[str] = deque(maxlen=LOG_TAIL)
@@ -263,6 +265,27 @@ class ContainerEngine:
         if not self.image_exists(tag):
             raise ImageBuildError(f"Building {tag} ended without an image.", list(last))
         return tag
+
+    def pull_image(self, ref: str, on_progress: Progress | None = None) -> None:
+        """Pull ``ref`` onto the host, reporting overall progress (bytes over all layers)."""
+        emit = on_progress or (lambda _line: None)
+        repository, tag = split_image_ref(ref)
+        emit(f"Pulling {ref}")
+        progress = PullProgress()
+        try:
+            for chunk in self.client.api.pull(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    raise ContainerError(
+                        f"Pulling {ref} failed: {str(chunk['error']).strip()[:300]}."
+                    )
+                line = progress.update(chunk)
+                if line:
+                    emit(line)
+        except ENGINE_ERRORS as exc:
+            raise self._error(f"could not pull {ref}", exc) from exc
+        if not self.image_exists(ref):
+            raise ContainerError(f"Pulling {ref} ended without the image; try again.")
+        emit(f"Pulled {ref}")
 
     @staticmethod
     def _raise_build_error(tag: str, error: str, last: builtins.list[str]) -> None:

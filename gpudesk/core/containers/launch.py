@@ -118,6 +118,7 @@ class Containers(ContainerEngine):
             user=spec.user,
             gpus=(spec.gpus or "").strip(),
             ports=(spec.flavour.container_port,),
+            sudo=spec.sudo,
         ).to_labels()
         kwargs: dict[str, Any] = {
             "name": spec.name,
