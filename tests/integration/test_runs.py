@@ -103,6 +103,11 @@ def torch_container(
     testbed: Any, docker_client: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     image = ensure_torch_image(docker_client, testbed.base_image)
+    # Containers of an interrupted earlier session hold runs of the same names (cls-ok, ...),
+    # which would make those names ambiguous here.
+    for stale in docker_client.containers.list(all=True, filters={"name": "^gdr-"}):
+        with contextlib.suppress(docker.errors.NotFound):
+            stale.remove(force=True)
     where = tmp_path_factory.mktemp("runs-bed")
     key = where / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)

@@ -53,6 +53,6 @@ def test_aliases_from_an_include_and_a_wildcard_block_add_and_connect(
 
     check = gpudesk_cli("hosts", "check", "inc", "wild", "--json")
     assert check.returncode == 0, check.stderr
-    rows = {r["name"]: r for r in json.loads(check.stdout)}
+    rows = {r["name"]: r for r in json.loads(check.stdout)["hosts"]}
     assert rows["inc"]["state"] == rows["wild"]["state"] == "connected"
     assert rows["wild"]["docker"]
