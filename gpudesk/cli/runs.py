@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import threading
 from typing import Any
@@ -26,6 +27,7 @@ from gpudesk.core.runs import (
     Run,
     RunError,
     RunSpec,
+    default_grace,
     list_runs,
     run_cells,
     runs_named,
@@ -153,11 +155,17 @@ def _log_target(fleet: Fleet, names: list[str], target: str) -> tuple[HostServic
     raise CliError(f"No run or container is named {target}; see `gpudesk runs` or `gpudesk ps`.")
 
 
+MAX_GRACE_S = 3600.0
+
+
 def cmd_stop_run(args: argparse.Namespace) -> int:
     with open_fleet() as (inventory, fleet):
         service, run = _find(fleet, _hosts(inventory, args.host), args.run)
-        print(f"sending SIGTERM to {run.name}; SIGKILL after {args.grace:g} s", file=sys.stderr)
-        result = stop_run(service, run, grace=args.grace)
+        grace = args.grace if args.grace is not None else default_grace(run)
+        if not (math.isfinite(grace) and 0 <= grace <= MAX_GRACE_S):
+            raise CliError(f"--grace must be a number of seconds from 0 to {MAX_GRACE_S:g}.")
+        print(f"sending SIGTERM to {run.name}; SIGKILL after {grace:g} s", file=sys.stderr)
+        result = stop_run(service, run, grace=grace)
     print(result.message)
     return 0
 
@@ -198,5 +206,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("stop-run", help="stop a run: SIGTERM (it checkpoints), then SIGKILL")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--host", metavar="H")
-    p.add_argument("--grace", type=float, default=10.0, metavar="S", help="seconds before SIGKILL")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds before SIGKILL (default: 3x the run's last checkpoint write + 5, at least 10)",
+    )
     p.set_defaults(func=cmd_stop_run)

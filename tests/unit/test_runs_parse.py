@@ -242,3 +242,26 @@ def test_cli_passes_script_arguments_through() -> None:
     assert args.nproc == 2 and args.args == []
     args = parser.parse_args(["logs", "run1", "-f", "-n", "50"])
     assert (args.target, args.follow, args.lines) == ("run1", True, 50)
+
+
+def test_stop_grace_covers_the_runs_own_checkpoint_write() -> None:
+    """stop-run's default grace follows the last ckpt line's write time (3x + 5 s, >= 10 s)."""
+    from gpudesk.core.runs import default_grace
+    from gpudesk.core.runs.model import Run, RunState, parse_metrics
+
+    def run_with(lines: list[dict]) -> Run:
+        metrics = parse_metrics(json.dumps(x) for x in lines)
+        return Run("r", "h", "c", "lm", RunState.RUNNING, None, None, None, [], [], 1, 1, "/d",
+                   "/w/d", metrics)  # fmt: skip
+
+    common = {"ts": 1.0, "epoch": 0.0, "world_size": 1, "precision": "fp32", "compiled": False}
+    assert default_grace(run_with([])) == 10.0
+    small = run_with([{**common, "step": 5, "event": "ckpt", "seconds": 0.4}])
+    assert default_grace(small) == 10.0
+    big = run_with(
+        [
+            {**common, "step": 5, "event": "ckpt", "seconds": 2.0},
+            {**common, "step": 9, "event": "ckpt", "seconds": 6.86},
+        ]
+    )
+    assert default_grace(big) == pytest.approx(3 * 6.86 + 5)

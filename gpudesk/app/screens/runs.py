@@ -21,13 +21,9 @@ from gpudesk.app.screens.run_detail import RunDetailScreen
 from gpudesk.app.state import FleetRunSource, RunSource
 from gpudesk.app.widgets.run_state import STATE_STYLE
 from gpudesk.core.logs import LogTarget
-from gpudesk.core.runs import (
-    Run,
-    run_cells,
-)
+from gpudesk.core.runs import Run, default_grace, run_cells
 
 POLL_INTERVAL = 3.0
-STOP_GRACE = 10.0
 # Fixed widths keep the columns still while the numbers change every poll.
 COLUMNS = {"name": 20, "host/container": 20, "script": 9, "state": 11, "step": 11, "loss": 7,
            "tokens/s": 8, "elapsed": 7, "ETA": 6}  # fmt: skip
@@ -225,7 +221,8 @@ class RunsScreen(Screen[None]):
             ConfirmModal(
                 f"Stop run {run.name} on {run.host}/{run.container}?",
                 f"gpudesk sends SIGTERM to the run's processes so the script can save a"
-                f" checkpoint, then SIGKILL if it is still running after {STOP_GRACE:.0f} s."
+                f" checkpoint, then SIGKILL if it is still running after"
+                f" {default_grace(run):.0f} s."
                 " The run folder, its log and checkpoints stay.",
                 confirm="Stop run",
             ),
@@ -234,11 +231,10 @@ class RunsScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, group="runs-action")
     def stop(self, run: Run) -> None:
-        self.post_message(
-            Notice(f"Stopping {run.name}: SIGTERM now, SIGKILL after {STOP_GRACE:.0f} s.")
-        )
+        grace = default_grace(run)
+        self.post_message(Notice(f"Stopping {run.name}: SIGTERM now, SIGKILL after {grace:.0f} s."))
         try:
-            result = self.run_source().stop(run, STOP_GRACE)
+            result = self.run_source().stop(run, grace)
         except Exception as exc:
             self.post_message(Notice(str(exc), error=True))
             return

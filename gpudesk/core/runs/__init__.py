@@ -13,7 +13,7 @@ The names below are the package's public interface.
 """
 
 from gpudesk.core.containers.model import WORKSPACE
-from gpudesk.core.runs.control import StopResult, rerun, stop_run
+from gpudesk.core.runs.control import StopResult, default_grace, rerun, stop_run
 from gpudesk.core.runs.discovery import (
     build_run,
     get_run,
@@ -65,6 +65,7 @@ __all__ = [
     "build_run",
     "bundled_files",
     "check_script_args",
+    "default_grace",
     "default_run_name",
     "derive_state",
     "eta_seconds",

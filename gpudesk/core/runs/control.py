@@ -34,9 +34,26 @@ class StopResult:
     message: str
 
 
-def stop_run(service: Service, run: Run | str, grace: float = 10.0) -> StopResult:
-    """SIGTERM the run's process group (the scripts checkpoint), SIGKILL after ``grace`` s."""
+MIN_GRACE = 10.0
+
+
+def default_grace(run: Run) -> float:
+    """Seconds between SIGTERM and SIGKILL: enough for the run's own checkpoint write.
+
+    A stopped run finishes its step and writes a checkpoint; a GPT-2-small one took 6.9 s to
+    write here, so a fixed 10 s killed larger runs before they saved. Sized from the last
+    ``ckpt`` line's ``seconds`` (3x it, plus 5 s for the step), never under 10 s.
+    """
+    written = run.metrics.ckpt_seconds
+    return MIN_GRACE if written is None else max(MIN_GRACE, 3 * written + 5)
+
+
+def stop_run(service: Service, run: Run | str, grace: float | None = None) -> StopResult:
+    """SIGTERM the run's process group (the scripts checkpoint), SIGKILL after ``grace`` s
+    (default: :func:`default_grace`)."""
     target = run if isinstance(run, Run) else get_run(service, run, detail=False)
+    if grace is None:
+        grace = default_grace(target)
     if target.state.finished:
         raise RunError(f"Run {target.name} already ended ({target.state_text}); nothing to stop.")
     client = service.docker()

@@ -79,6 +79,7 @@ class Metrics:
     last_eval: dict[str, Any] = field(default_factory=dict)
     done_reason: str | None = None
     error: str | None = None
+    ckpt_seconds: float | None = None  # how long the last checkpoint took to write
     losses: list[tuple[int, float]] = field(default_factory=list)
     evals: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     throughput: list[tuple[int, float]] = field(default_factory=list)
@@ -229,6 +230,8 @@ def parse_metrics(lines: Iterable[str], keep_series: bool = True) -> Metrics:
             }
             if keep_series and isinstance(step, int):
                 m.evals.append((step, values))
+        elif event == "ckpt":
+            m.ckpt_seconds = number(record.get("seconds"))
         elif event == "done":
             reason = record.get("reason")
             m.done_reason = reason if isinstance(reason, str) else metrics_schema.DONE_REASONS[0]
