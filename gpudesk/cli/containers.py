@@ -8,6 +8,8 @@ import shutil
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -204,11 +206,21 @@ def _hold(forward: Forward) -> None:
         forward.close()
 
 
-def cmd_jupyter(args: argparse.Namespace) -> int:
+@contextmanager
+def _dev_of(args: argparse.Namespace) -> Iterator[DevContainers]:
+    """The DevContainers of the host holding container ``args.name``; closed at the end."""
     inventory = Inventory.load()
     fleet = Fleet.build(inventory)
     try:
-        dev = _find(fleet, inventory, args.name, args.host)
+        yield _find(fleet, inventory, args.name, args.host)
+    except ContainerNotFoundError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        fleet.close()
+
+
+def cmd_jupyter(args: argparse.Namespace) -> int:
+    with _dev_of(args) as dev:
         reach, forward = dev.open_jupyter(args.name, args.port)
         print(reach.url_here, flush=True)
         if forward is None:
@@ -220,18 +232,11 @@ def cmd_jupyter(args: argparse.Namespace) -> int:
             flush=True,
         )
         _hold(forward)
-    except ContainerNotFoundError as exc:
-        raise CliError(str(exc)) from exc
-    finally:
-        fleet.close()
     return 0
 
 
 def cmd_forward(args: argparse.Namespace) -> int:
-    inventory = Inventory.load()
-    fleet = Fleet.build(inventory)
-    try:
-        dev = _find(fleet, inventory, args.name, args.host)
+    with _dev_of(args) as dev:
         forward = dev.forward(args.name, args.port, args.local)
         print(forward.url, flush=True)
         print(
@@ -241,10 +246,6 @@ def cmd_forward(args: argparse.Namespace) -> int:
             flush=True,
         )
         _hold(forward)
-    except ContainerNotFoundError as exc:
-        raise CliError(str(exc)) from exc
-    finally:
-        fleet.close()
     return 0
 
 
