@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 from gpudesk import __version__
 from gpudesk.app.desk import Desk, HostView
 from gpudesk.app.messages import (
+    ContainerChange,
     ContainersUpdate,
     EngineStatus,
     GpuStreamState,
@@ -42,6 +43,7 @@ from gpudesk.app.state import (
 )
 from gpudesk.core.config import ConfigError, Host
 from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.containers.watch import WatchChange
 from gpudesk.core.engine import EngineInfo
 from gpudesk.core.errors import GpudeskError
 from gpudesk.core.gpu.sample import GpuSample
@@ -99,6 +101,9 @@ class GpudeskApp(App[int]):
     def containers(self, host: str, infos: list[ContainerInfo] | None, error: str | None) -> None:
         self.post_message(ContainersUpdate(host, infos, error))
 
+    def container_change(self, host: str, change: WatchChange) -> None:
+        self.post_message(ContainerChange(host, change))
+
     def loop_failed(self, name: str, error: Exception) -> None:
         self.post_message(LoopFailed(name, str(error)))
 
@@ -138,6 +143,10 @@ class GpudeskApp(App[int]):
 
     def on_containers_update(self, message: ContainersUpdate) -> None:
         if self.state.apply_containers(message.host, message.infos, message.error):
+            self.host_changed(message.host)
+
+    def on_container_change(self, message: ContainerChange) -> None:
+        if self.state.apply_container_change(message.host, message.change):
             self.host_changed(message.host)
 
     def refresh_containers(self, name: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.containers.watch import WatchChange
 from gpudesk.core.engine import EngineInfo
 from gpudesk.core.gpu.sample import GpuSample
 from gpudesk.core.gpu.stream import StreamState
@@ -63,6 +64,15 @@ class ContainersUpdate(Message):
         self.host = host
         self.infos = infos
         self.error = error
+
+
+class ContainerChange(Message):
+    """A host's container watch saw something: a full listing, changed rows, or a stale list."""
+
+    def __init__(self, host: str, change: WatchChange) -> None:
+        super().__init__()
+        self.host = host
+        self.change = change
 
 
 class JupyterReady(Message):

@@ -18,6 +18,14 @@ from typing import Protocol
 
 from gpudesk.core.config import Host, Inventory, Paths
 from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.containers.watch import (
+    ContainersChanged,
+    ContainersListed,
+    ContainersStale,
+    ContainerWatch,
+    WatchChange,
+    apply_change,
+)
 from gpudesk.core.devcontainers import DevContainers
 from gpudesk.core.engine import EngineError, EngineInfo
 from gpudesk.core.fleet import Fleet, HostService, simulated_gpus
@@ -26,9 +34,6 @@ from gpudesk.core.gpu.sample import GpuSample, GpuSummary, summarize
 from gpudesk.core.gpu.stream import GpuHistory, GpuStream, StreamState
 from gpudesk.core.runs import Run, StopResult, get_run, list_runs, rerun, stop_run
 from gpudesk.core.ssh import ConnState, ConnStatus
-
-# A broken container event stream (engine restart, SSH drop) is reopened after this pause.
-WATCH_RETRY_S = 5.0
 
 
 @dataclass
@@ -45,6 +50,8 @@ class HostModel:
     gpu_note: str = ""
     containers: list[ContainerInfo] | None = None
     containers_error: str | None = None
+    # Set while the container event stream is down: the list is as it was at .since.
+    containers_stale: ContainersStale | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -62,6 +69,8 @@ class Sink(Protocol):
     def containers(
         self, host: str, infos: list[ContainerInfo] | None, error: str | None
     ) -> None: ...
+
+    def container_change(self, host: str, change: WatchChange) -> None: ...
 
     def loop_failed(self, name: str, error: Exception) -> None: ...
 
@@ -83,7 +92,7 @@ class FleetState:
         self.simulate = simulated_gpus()
         self.gpu_interval = 1.0
         self.streams: dict[str, GpuStream] = {}
-        self.watchers: dict[str, threading.Event] = {}
+        self.watchers: dict[str, ContainerWatch] = {}
         self.tunnels: dict[tuple[str, str], Forward] = {}
         # Forwards the user asked for with `f`: (host, container, container port).
         self.forwards: dict[tuple[str, str, int], Forward] = {}
@@ -176,33 +185,31 @@ class FleetState:
                 self.start_gpu_stream(name)
 
     def start_container_watch(self, name: str) -> None:
-        running = self.watchers.get(name)
-        if running is not None and not running.is_set():
-            return
-        stop = threading.Event()
-        self.watchers[name] = stop
-        self.spawn(partial(self._watch_containers, name, stop), f"containers:{name}")
+        """Keep ``name``'s container list live from its engine's events (see core watch).
 
-    def _watch_containers(self, name: str, stop: threading.Event) -> None:
-        """List once, then again on every engine event: live without polling."""
-        dev = self.devcontainers(name)
-        while not stop.is_set():
-            try:
-                # Open the event stream first so nothing between list and watch is missed.
-                events = dev.engine().events(stop)
-                self.sink.containers(name, dev.list(True), None)
-                for _event in events:
-                    self.sink.containers(name, dev.list(True), None)
-            except Exception as exc:
-                self.sink.containers(name, None, str(exc))
-            stop.wait(WATCH_RETRY_S)
+        Called again when the host reconnects: a watch waiting out its backoff tries now.
+        """
+        running = self.watchers.get(name)
+        if running is not None and not running.stopped:
+            running.wake()
+            return
+        watch = ContainerWatch(
+            partial(self.devcontainers, name), partial(self.sink.container_change, name)
+        )
+        self.watchers[name] = watch
+        self.spawn(watch.run, f"containers:{name}")
 
     def list_containers(self, name: str) -> None:
         """Relist now (after an action), without waiting for the event (blocking)."""
         try:
-            self.sink.containers(name, self.devcontainers(name).list(True), None)
+            infos = self.devcontainers(name).list(True)
         except Exception as exc:
             self.sink.containers(name, None, str(exc))
+            return
+        self.sink.containers(name, infos, None)
+        watch = self.watchers.get(name)
+        if watch is not None and watch.stale:
+            watch.wake()  # the engine answers again: resubscribe now, not after the backoff
 
     def jupyter_url(self, host: str, name: str) -> str | None:
         """The URL through a port forward kept for the session, one per container (blocking)."""
@@ -287,12 +294,26 @@ class FleetState:
         if infos is not None:
             model.containers = infos
             model.containers_error = None
-            ours = [i for i in infos if i.is_gpudesk]
-            running = sum(i.state == "running" for i in ours)
-            model.extra["containers"] = f"{running}/{len(ours)} up"
         else:
             model.containers_error = error
-            model.extra["containers"] = "error"
+        _summarize_containers(model)
+        return True
+
+    def apply_container_change(self, host: str, change: WatchChange) -> bool:
+        """Apply what the container watch saw; True when the model changed."""
+        model = self.models.get(host)
+        if model is None:
+            return False
+        if isinstance(change, ContainersListed):
+            model.containers, model.containers_error = change.infos, None
+            model.containers_stale = None
+        elif isinstance(change, ContainersChanged):
+            if model.containers is None:
+                return False  # a change before the first listing: that listing has it
+            model.containers = apply_change(model.containers, change)
+        else:
+            model.containers_stale = change
+        _summarize_containers(model)
         return True
 
     # ------------------------------------------------------------------ hosts
@@ -310,7 +331,7 @@ class FleetState:
         self.stop_gpu_stream(name)
         watcher = self.watchers.pop(name, None)
         if watcher is not None:
-            watcher.set()
+            watcher.stop()
         self.models.pop(name, None)
 
     def retry_host(self, name: str) -> None:
@@ -327,8 +348,8 @@ class FleetState:
     def shutdown(self) -> None:
         for name in list(self.streams):
             self.stop_gpu_stream(name)
-        for stop in self.watchers.values():
-            stop.set()
+        for watch in self.watchers.values():
+            watch.stop()
         for tunnel in [*self.tunnels.values(), *self.forwards.values()]:
             tunnel.close()
         self.fleet.close()
@@ -374,6 +395,20 @@ class FleetRunSource:
 
     def rerun(self, run: Run) -> Run:
         return rerun(self.state.service(run.host), run)
+
+
+def _summarize_containers(model: HostModel) -> None:
+    """The Fleet's CONTAINERS cell: running/total of gpudesk's, and whether that is stale."""
+    if model.containers is None:
+        model.extra["containers"] = "stale" if model.containers_stale else "error"
+        return
+    if model.containers_error is not None and model.containers_stale is None:
+        model.extra["containers"] = "error"
+        return
+    ours = [i for i in model.containers if i.is_gpudesk]
+    running = sum(i.state == "running" for i in ours)
+    suffix = " stale" if model.containers_stale else " up"
+    model.extra["containers"] = f"{running}/{len(ours)}{suffix}"
 
 
 def gpu_summary_text(sample: GpuSample, s: GpuSummary | None) -> str:

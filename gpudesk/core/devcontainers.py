@@ -8,7 +8,7 @@ folders, readiness probes through the host's loopback, port forwards).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +18,7 @@ from gpudesk.core.config import Host, HostKind, Inventory, Paths
 from gpudesk.core.containers import (
     ContainerError,
     ContainerInfo,
+    ContainerNotFoundError,
     Containers,
     LaunchResult,
     LaunchSpec,
@@ -25,6 +26,7 @@ from gpudesk.core.containers import (
     Removed,
     ready_probe,
 )
+from gpudesk.core.containers.engine import EventStream
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
     SSH_HOST_PREFIX,
@@ -346,6 +348,22 @@ class DevContainers:
 
     def list(self, all_containers: bool = False) -> list[ContainerInfo]:
         infos = self.engine().list(all_containers)
+        self._remember_ports(infos)
+        return infos
+
+    def find(self, ident: str) -> ContainerInfo | None:
+        """One container by id or name, inspected now; None when it is gone."""
+        try:
+            info = self.engine().get(ident)
+        except ContainerNotFoundError:
+            return None
+        self._remember_ports([info])
+        return info
+
+    def events(self) -> EventStream:
+        return self.engine().events()
+
+    def _remember_ports(self, infos: Iterable[ContainerInfo]) -> None:
         ports = {
             i.name: port
             for i in infos
@@ -354,7 +372,6 @@ class DevContainers:
         if ports:
             # Docker picks a new host port at each start; keep `ssh gpudesk-<name>` working.
             sshconfig.update_ports(self.paths.home, ports)
-        return infos
 
     def act(self, verb: str, name: str) -> ContainerInfo | Removed:
         engine = self.engine()

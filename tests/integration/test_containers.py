@@ -402,12 +402,12 @@ def test_events_stream_stops_when_asked(
     containers: Containers, docker_client: Any, testbed: Any, make_name: Callable[[], str]
 ) -> None:
     name = make_name()
-    stop = threading.Event()
+    stream = containers.events()
     seen: list[ContainerEvent] = []
     started = threading.Event()
 
     def watch() -> None:
-        for event in containers.events(stop):
+        for event in stream:
             seen.append(event)
             if event.name == name and event.action == "start":
                 started.set()
@@ -427,7 +427,7 @@ def test_events_stream_stops_when_asked(
     assert started.is_set()
     event = next(e for e in seen if e.name == name and e.action == "start")
     assert event.is_gpudesk and event.id == container.id
-    stop.set()
+    stream.close()
     container.stop(timeout=0)  # one more event wakes the stream if close() raced
     watcher.join(10)
     assert not watcher.is_alive()

@@ -29,6 +29,7 @@ from gpudesk.app.widgets.gpu_panel import GpuPanel, GpuProcessTable
 from gpudesk.core import sshconfig
 from gpudesk.core.config import user_ssh_config_path
 from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.containers.watch import ContainersStale
 from gpudesk.core.devcontainers import LaunchRequest, Reach
 from gpudesk.core.flavours import SSH_HOST_PREFIX, Flavour
 from gpudesk.core.gpu.sample import free_gpu_indices
@@ -114,11 +115,26 @@ class HostScreen(HostView, Screen[None]):
         if model.gpu is not None:
             self.query_one(GpuPanel).show(model.gpu, model.gpu_history, model.gpu_summary)
             self.query_one(GpuProcessTable).show(model.gpu)
-        shown = (model.containers, model.containers_error, self.show_all)
+        shown = (model.containers, model.containers_error, model.containers_stale, self.show_all)
         if shown != self._containers_shown:
             # GPU samples arrive every second; the container table changes only on engine events.
             self._containers_shown = shown
             self.show_containers(model.containers, model.containers_error)
+            if model.containers_stale is not None:
+                self.show_stale(model.containers_stale, model.containers is not None)
+
+    def show_stale(self, stale: ContainersStale, listed: bool) -> None:
+        """Say the list is not live, since when, and why (plain text: the reason is remote)."""
+        since = stale.since.astimezone().strftime("%H:%M:%S")
+        what = f"stale since {since}" if listed else "no list yet"
+        self.query_one("#containers-title", Static).update(
+            Text.assemble(
+                ("Containers", "bold"),
+                " · ",
+                (f"{what}, reconnecting…", "bold yellow"),
+                f" ({stale.reason}; next try within {stale.retry_in:.0f} s)",
+            )
+        )
 
     def listed(self, infos: list[ContainerInfo]) -> list[ContainerInfo]:
         """The containers the table lists: gpudesk's, or all of them after ``a``."""

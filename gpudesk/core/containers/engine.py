@@ -48,6 +48,11 @@ from gpudesk.core.flavours import (
 )
 
 
+def list_order(info: ContainerInfo) -> tuple[bool, str]:
+    """The order of a listing: gpudesk's containers first, then by name."""
+    return (not info.is_gpudesk, info.name)
+
+
 def _api_message(exc: docker.errors.APIError) -> str:
     return str(getattr(exc, "explanation", None) or exc).strip().rstrip(".")
 
@@ -69,7 +74,7 @@ class ContainerEngine:
             raise self._error("could not list containers", exc) from exc
         now = datetime.now(UTC)
         infos = [info_from_attrs(c.attrs, now) for c in found]
-        return sorted(infos, key=lambda i: (not i.is_gpudesk, i.name))
+        return sorted(infos, key=list_order)
 
     def get(self, name: str) -> ContainerInfo:
         return info_from_attrs(self._container(name).attrs)
@@ -87,47 +92,18 @@ class ContainerEngine:
             raise self._error(f"could not look up container {name}", exc) from exc
         return True
 
-    def events(self, stop: threading.Event) -> Iterator[ContainerEvent]:
-        """Container events as they happen, until ``stop`` is set (which also closes the stream).
+    def events(self) -> EventStream:
+        """Container events as they happen, until the stream ends or is closed.
 
-        The stream is opened before this returns, so failing to reach Docker raises here.
+        The stream is opened before this returns, so failing to reach Docker raises here. It
+        ends on its own when the engine restarts or the channel carrying it drops; the caller
+        decides whether to subscribe again (the TUI's watch does, see ``watch``).
         """
         try:
             stream = self.client.events(decode=True, filters={"type": "container"})
         except ENGINE_ERRORS as exc:
             raise self._error("could not watch container events", exc) from exc
-
-        def closer() -> None:
-            stop.wait()
-            try:
-                stream.close()
-            except docker.errors.DockerException:
-                # Over SSH the stream rides a paramiko channel, which docker-py cannot cancel;
-                # closing the channel ends the blocked read all the same.
-                channel = getattr(stream._response.raw._fp.fp, "channel", None)
-                if channel is not None:
-                    channel.close()
-
-        threading.Thread(target=closer, name="gpudesk-docker-events", daemon=True).start()
-        return self._event_iter(stream, stop)
-
-    def _event_iter(self, stream: Any, stop: threading.Event) -> Iterator[ContainerEvent]:
-        try:
-            for raw in stream:
-                if stop.is_set():
-                    return
-                event = parse_event(raw)
-                if event is not None:
-                    yield event
-        except Exception as exc:
-            # Closing the stream from the closer thread surfaces here as a socket error.
-            if stop.is_set():
-                return
-            if isinstance(exc, ENGINE_ERRORS):
-                raise self._error("the Docker event stream broke", exc) from exc
-            raise
-        finally:
-            stop.set()
+        return EventStream(stream, self._error)
 
     def stats(self, name: str) -> Stats:
         """One CPU/memory sample of a running container."""
@@ -341,6 +317,55 @@ class ContainerEngine:
                 " to the GPU host."
             )
         return ContainerError(f"Docker {what}: {exc}.")
+
+
+class EventStream:
+    """One subscription to a Docker engine's container events: iterate it; close it from any
+    thread to end the iteration (the iterator then returns quietly).
+
+    Ending by itself (engine restart, dropped channel) returns or raises
+    :class:`ContainerError`; either way only this subscription is over.
+    """
+
+    def __init__(self, stream: Any, error: Callable[[str, BaseException], ContainerError]) -> None:
+        self._stream = stream
+        self._error = error
+        self._closed = threading.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self._stream.close()
+        except Exception:
+            # Over SSH the stream rides a paramiko channel, which docker-py cannot cancel;
+            # closing the channel ends the blocked read all the same.
+            raw = getattr(getattr(self._stream, "_response", None), "raw", None)
+            fp = getattr(getattr(raw, "_fp", None), "fp", None)
+            channel = getattr(fp, "channel", None)
+            if channel is not None:
+                channel.close()
+
+    def __iter__(self) -> Iterator[ContainerEvent]:
+        try:
+            for raw in self._stream:
+                if self._closed.is_set():
+                    return
+                event = parse_event(raw)
+                if event is not None:
+                    yield event
+        except Exception as exc:
+            # Closing the stream from another thread surfaces here as a socket error.
+            if self._closed.is_set():
+                return
+            if isinstance(exc, ENGINE_ERRORS):
+                raise self._error("the Docker event stream broke", exc) from exc
+            raise
 
 
 def logs_tail(container: Any, lines: int) -> list[str]:
