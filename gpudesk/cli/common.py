@@ -36,24 +36,31 @@ def print_json(document: dict[str, Any]) -> None:
 HostFailure = dict[str, str]
 
 
-def report_failure(failures: list[HostFailure] | None, host: str, exc: BaseException) -> None:
-    """One line on stderr, and an ``errors`` entry when the caller collects them."""
+def report_failure(
+    failures: list[HostFailure] | None, host: str, exc: BaseException, *, echo: bool = True
+) -> None:
+    """One line on stderr (unless not ``echo``), and an ``errors`` entry when collected."""
     message = str(exc) or type(exc).__name__
-    print(f"gpudesk: {host}: {message}", file=sys.stderr)
+    if echo:
+        print(f"gpudesk: {host}: {message}", file=sys.stderr)
     if failures is not None:
         failures.append({"host": host, "error": message})
 
 
 def connected_services(
-    fleet: Fleet, names: list[str], failures: list[HostFailure] | None = None
+    fleet: Fleet,
+    names: list[str],
+    failures: list[HostFailure] | None = None,
+    *,
+    echo: bool = True,
 ) -> list[HostService]:
-    """Connect to each named host in parallel; report the ones that fail on stderr."""
+    """Connect to each named host in parallel; report the ones that fail (on stderr if echo)."""
 
     def attempt(service: HostService) -> HostService | None:
         try:
             connect_blocking(service.conn)
         except SshError as exc:
-            report_failure(failures, service.host.name, exc)
+            report_failure(failures, service.host.name, exc, echo=echo)
             return None
         return service
 

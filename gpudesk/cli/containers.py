@@ -97,15 +97,22 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def _find(fleet: Fleet, inventory: Inventory, name: str, host: str | None) -> DevContainers:
-    """The host that has container ``name`` (searching all hosts unless --host)."""
+    """The host that has container ``name`` (searching all hosts unless --host).
+
+    Hosts that could not be asked are named only when no host has the container: a dead
+    engine on one host says nothing about a container found on another.
+    """
     names = [inventory.get(host).name] if host else inventory.names()
-    for service in connected_services(fleet, names):
+    failures: list[HostFailure] = []
+    for service in connected_services(fleet, names, failures, echo=False):
         dev = DevContainers(service, inventory)
         try:
             if dev.engine().exists(name):
                 return dev
         except Exception as exc:
-            print(f"gpudesk: {service.host.name}: {exc}", file=sys.stderr)
+            report_failure(failures, service.host.name, exc, echo=False)
+    for failure in failures:
+        print(f"gpudesk: {failure['host']}: {failure['error']}", file=sys.stderr)
     where = f"on {host}" if host else "on any connected host"
     raise CliError(f"No container named {name} {where}; see `gpudesk ps`.")
 
