@@ -25,7 +25,9 @@ import pytest
 from gpudesk.app.state import FleetState, HostModel
 from gpudesk.core.config import Inventory, Paths
 from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.containers.watch import ContainersStale
 from gpudesk.core.fleet import Fleet, connect_blocking
+from scripts import testbed as testbed_module
 from tests.integration.bed import bed_host
 
 HOST = "watched"
@@ -38,6 +40,7 @@ class ApplyingSink:
         self.state: FleetState | None = None
         self.changed = threading.Condition()
         self.reports: list[str] = []
+        self.stale_seen = False  # a ContainersStale was applied (it may be over already)
 
     def _apply(self, kind: str, apply: Callable[[FleetState], object]) -> None:
         with self.changed:
@@ -73,6 +76,8 @@ class ApplyingSink:
         )
 
     def container_change(self, host: str, change: Any) -> None:
+        if isinstance(change, ContainersStale):
+            self.stale_seen = True
         self._apply(type(change).__name__, lambda s: s.apply_container_change(host, change))
 
     def loop_failed(self, name: str, error: Exception) -> None:
@@ -159,7 +164,7 @@ def test_the_list_recovers_after_the_event_channel_drops_and_shows_a_container_s
     assert kill_dial_stdio(extra_sshd.pid) >= 1
     container.stop(timeout=0)  # its events go nowhere: the stream is gone
 
-    sink.wait_for("said the list is stale", lambda m: m.containers_stale is not None, bound)
+    sink.wait_for("said the list is stale", lambda m: sink.stale_seen, bound)
     sink.wait_for(f"showed {name} exited", lambda m: state_of(m, name) == "exited", bound)
     model = state.models[HOST]
     assert model.containers_stale is None  # relisted: live again
@@ -173,3 +178,50 @@ def test_the_list_recovers_after_the_event_channel_drops_and_shows_a_container_s
     for thread in [t for t in threading.enumerate() if t.name.startswith("gpudesk-container")]:
         thread.join(bound)
         assert not thread.is_alive(), thread.name
+
+
+def restart_dockerd(bound: float) -> None:
+    """Stop the test bed's dockerd (its containers stop with it) and start it again."""
+    pid = testbed_module._read_pid(testbed_module.RUN_DIR / "docker" / "docker.pid")
+    assert pid, "the test bed's dockerd has no pid file"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + bound
+    while testbed_module._pid_alive(pid):
+        assert time.monotonic() < deadline, "dockerd did not stop"
+        time.sleep(0.1)
+    testbed_module.start_docker()
+
+
+@pytest.mark.slow
+def test_the_list_recovers_after_dockerd_restarts(
+    watched: tuple[FleetState, ApplyingSink], testbed: Any, docker_client: Any
+) -> None:
+    state, sink = watched
+    name = f"gdt-watch-{uuid.uuid4().hex[:8]}"
+    # Exits at once on SIGTERM, so dockerd's shutdown does not wait out its stop timeout.
+    script = "trap 'exit 0' TERM; sleep 600 & wait"
+    created = docker_client.containers.create(
+        testbed.base_image, ["sh", "-c", script], name=name, labels={"io.gpudesk.flavour": "ssh"}
+    )
+    try:
+        created.start()
+        started = time.monotonic()
+        state.start_container_watch(HOST)
+        sink.wait_for(f"listed {name} running", lambda m: state_of(m, name) == "running", 60)
+        bound = max(60.0, 20 * (time.monotonic() - started))
+
+        restart_dockerd(bound)
+
+        sink.wait_for("said the list is stale", lambda m: sink.stale_seen, bound)
+        sink.wait_for(
+            f"relisted with {name} exited",
+            lambda m: m.containers_stale is None and state_of(m, name) == "exited",
+            bound,
+        )
+        docker_client.containers.get(name).start()
+        sink.wait_for(
+            f"showed {name} running again", lambda m: state_of(m, name) == "running", bound
+        )
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.containers.get(name).remove(force=True)
