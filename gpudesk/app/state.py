@@ -313,6 +313,8 @@ class FleetState:
             model.containers = apply_change(model.containers, change)
         else:
             model.containers_stale = change
+            if model.containers is None:  # never listed: an error, as before any watch
+                model.containers_error = change.reason
         _summarize_containers(model)
         return True
 
@@ -400,7 +402,7 @@ class FleetRunSource:
 def _summarize_containers(model: HostModel) -> None:
     """The Fleet's CONTAINERS cell: running/total of gpudesk's, and whether that is stale."""
     if model.containers is None:
-        model.extra["containers"] = "stale" if model.containers_stale else "error"
+        model.extra["containers"] = "error"
         return
     if model.containers_error is not None and model.containers_stale is None:
         model.extra["containers"] = "error"

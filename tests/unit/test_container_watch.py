@@ -262,9 +262,11 @@ def test_the_state_marks_a_stale_list_on_the_fleet_and_clears_it_on_relisting() 
     model = state.models["gpu-a"]
     stale = ContainersStale(datetime.now(UTC), "the Docker event stream ended", 2.0)
     assert state.apply_container_change("gpu-a", stale)
-    assert model.extra["containers"] == "stale"  # nothing listed yet
+    # Nothing listed yet: an error with its reason, as the Fleet showed before.
+    assert (model.extra["containers"], model.containers_error) == ("error", stale.reason)
     assert state.apply_container_change("gpu-a", ContainersListed([info("a"), info("b", "exited")]))
-    assert model.containers_stale is None and model.extra["containers"] == "1/2 up"
+    assert model.containers_stale is None and model.containers_error is None
+    assert model.extra["containers"] == "1/2 up"
     assert state.apply_container_change("gpu-a", ContainersChanged((info("b"),), ()))
     assert model.extra["containers"] == "2/2 up"
     assert state.apply_container_change("gpu-a", stale)
