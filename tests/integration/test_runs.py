@@ -412,11 +412,12 @@ def test_tui_submits_a_run_and_the_runs_view_follows_it_to_the_end(
     from textual.widgets import DataTable, Input
 
     from gpudesk.app.app import GpudeskApp
-    from gpudesk.app.messages import ContainersUpdate
+    from gpudesk.app.messages import ContainerChange
     from gpudesk.app.modals.submit_run import SubmitRunModal, Submitted
     from gpudesk.app.screens.host import HostScreen
     from gpudesk.app.screens.run_detail import RunDetailScreen
     from gpudesk.app.screens.runs import RunsLoaded, RunsScreen
+    from gpudesk.core.containers.watch import ContainersListed
 
     bed_fleet(testbed)[0].close()  # registers host `bed`
 
@@ -427,9 +428,10 @@ def test_tui_submits_a_run_and_the_runs_view_follows_it_to_the_end(
 
         def hook(message: object) -> None:
             if (
-                isinstance(message, ContainersUpdate)
+                isinstance(message, ContainerChange)
                 and message.host == "bed"
-                and any(i.name == torch_container for i in message.infos or [])
+                and isinstance(message.change, ContainersListed)
+                and any(i.name == torch_container for i in message.change.infos)
             ):
                 listed.set()
             if isinstance(message, RunsLoaded):

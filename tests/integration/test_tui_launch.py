@@ -11,12 +11,13 @@ import pytest
 from textual.widgets import DataTable, Input
 
 from gpudesk.app.app import GpudeskApp
-from gpudesk.app.messages import ContainersUpdate
+from gpudesk.app.messages import ContainerChange
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.screens.host import HostScreen
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
 from gpudesk.core.config import Inventory
+from gpudesk.core.containers.watch import ContainersListed
 from tests.integration.bed import bed_host
 
 pytestmark = pytest.mark.slow
@@ -35,9 +36,9 @@ def test_launch_ssh_container_from_the_tui_and_reach_it(
 
         def hook(message: object) -> None:
             if (
-                isinstance(message, ContainersUpdate)
+                isinstance(message, ContainerChange)
                 and message.host == "bed"
-                and message.infos is not None
+                and isinstance(message.change, ContainersListed)
             ):
                 listed.set()
             if isinstance(message, LaunchProgressScreen.Finished):
