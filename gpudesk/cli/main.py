@@ -1,4 +1,9 @@
-"""``gpudesk``: no arguments opens the TUI; subcommands use the same services as the TUI."""
+"""``gpudesk``: no arguments opens the TUI; subcommands use the same services as the TUI.
+
+Start-up is kept cheap: ``--version`` answers before any command module is imported, and the
+command modules import docker, paramiko and textual only inside the commands that use them
+(tests/unit/test_import_hygiene.py holds that for ``--version`` and every ``--help``).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from gpudesk import __version__
-from gpudesk.cli import completion, containers, hosts, runs, stats
 from gpudesk.core.errors import GpudeskError
+
+VERSION_TEXT = f"gpudesk {__version__}"
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -19,12 +25,14 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gpudesk.cli import completion, containers, hosts, runs, stats
+
     parser = argparse.ArgumentParser(
         prog="gpudesk",
         description="Manage PyTorch-CUDA dev containers, GPUs and training runs on remote hosts. "
         "Run without arguments to open the terminal UI.",
     )
-    parser.add_argument("--version", action="version", version=f"gpudesk {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION_TEXT)
     # The completion command describes the whole parser, so it is handed over rather than
     # rebuilt (which would make cli.completion import this module back).
     parser.set_defaults(func=cmd_tui, top_parser=parser)
@@ -66,9 +74,16 @@ def _drop_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
     try:
+        if arguments == ["--version"]:
+            # The same answer as the parser's --version, without building the parser (which
+            # imports every command module).
+            print(VERSION_TEXT)
+            sys.stdout.flush()
+            return 0
         parser = build_parser()
-        args = parse_args(parser, list(sys.argv[1:] if argv is None else argv))
+        args = parse_args(parser, arguments)
         code: int = args.func(args)
         # Flush here, inside the handler below: a reader that went away is then noticed now,
         # not in the interpreter's exit flush (which would print "Exception ignored").

@@ -15,10 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import paramiko
-import tomlkit
-import tomlkit.items
-
 from gpudesk.core.errors import GpudeskError
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")
@@ -205,6 +201,9 @@ def _host_entries(host: Host) -> dict[str, Any]:
 def render_hosts(hosts: list[Host], existing: str = "") -> str:
     """The hosts.toml text for ``hosts``, edited into ``existing`` so the user's comments,
     blank lines and order survive: only tables and keys that changed are touched."""
+    import tomlkit  # only writing needs it; loading uses tomllib
+    import tomlkit.items
+
     doc = tomlkit.parse(existing) if existing.strip() else tomlkit.document()
     if not existing.strip():
         doc.add(tomlkit.comment(HEADER.removeprefix("# ")))
@@ -298,6 +297,8 @@ def user_ssh_config_path() -> Path:
 
 def ssh_config_lookup(alias: str, path: Path | None = None) -> dict[str, Any] | None:
     """What ``~/.ssh/config`` says about ``alias``, or None when it does not name it."""
+    import paramiko  # only when there is no OpenSSH client to ask
+
     path = path or user_ssh_config_path()
     if not path.exists():
         return None

@@ -15,11 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
-
-import docker
-import docker.errors
-import requests
+from typing import TYPE_CHECKING, Any
 
 from gpudesk.core.containers.model import (
     LOG_TAIL,
@@ -37,7 +33,7 @@ from gpudesk.core.containers.model import (
     parse_event,
 )
 from gpudesk.core.containers.pull import PullProgress, split_image_ref
-from gpudesk.core.errors import ENGINE_ERRORS, disk_full
+from gpudesk.core.errors import disk_full, engine_errors
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
     Flavour,
@@ -46,6 +42,16 @@ from gpudesk.core.flavours import (
     image_tag,
     label,
 )
+
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    import requests
+else:
+    from gpudesk.core.lazy import lazy_module
+
+    docker = lazy_module("docker")
+    requests = lazy_module("requests")
 
 
 def _api_message(exc: docker.errors.APIError) -> str:
@@ -65,7 +71,7 @@ class ContainerEngine:
         filters = {} if all_containers else {"label": label("flavour")}
         try:
             found = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error("could not list containers", exc) from exc
         now = datetime.now(UTC)
         infos = [info_from_attrs(c.attrs, now) for c in found]
@@ -83,7 +89,7 @@ class ContainerEngine:
             self.client.containers.get(name)
         except docker.errors.NotFound:
             return False
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not look up container {name}", exc) from exc
         return True
 
@@ -94,7 +100,7 @@ class ContainerEngine:
         """
         try:
             stream = self.client.events(decode=True, filters={"type": "container"})
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error("could not watch container events", exc) from exc
 
         def closer() -> None:
@@ -123,7 +129,7 @@ class ContainerEngine:
             # Closing the stream from the closer thread surfaces here as a socket error.
             if stop.is_set():
                 return
-            if isinstance(exc, ENGINE_ERRORS):
+            if isinstance(exc, engine_errors()):
                 raise self._error("the Docker event stream broke", exc) from exc
             raise
         finally:
@@ -134,7 +140,7 @@ class ContainerEngine:
         container = self._container(name)
         try:
             raw = container.stats(stream=False)
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not read the usage of {name}", exc) from exc
         cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
         cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
@@ -158,7 +164,7 @@ class ContainerEngine:
         path = f"/etc/ssh/ssh_host_{key_type}_key.pub"
         try:
             code, output = container.exec_run(["cat", path], user="root")
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not read the SSH host key of {name}", exc) from exc
         text = output.decode("utf-8", "replace").strip() if output else ""
         parts = text.split()
@@ -191,7 +197,7 @@ class ContainerEngine:
             container.remove(force=True, v=False)
         except docker.errors.NotFound:
             pass
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not remove {name}", exc) from exc
         return Removed(id=info.id, name=info.name, kept_workspace=info.workspace)
 
@@ -201,7 +207,7 @@ class ContainerEngine:
         """Whether this engine has the NVIDIA runtime registered (``docker info`` Runtimes)."""
         try:
             runtimes = self.client.info().get("Runtimes") or {}
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error("could not ask Docker about its runtimes", exc) from exc
         return "nvidia" in runtimes
 
@@ -210,7 +216,7 @@ class ContainerEngine:
             self.client.images.get(tag)
         except docker.errors.ImageNotFound:
             return False
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not look up image {tag}", exc) from exc
         return True
 
@@ -259,7 +265,7 @@ class ContainerEngine:
                         emit(line)
                 if "error" in chunk:
                     self._raise_build_error(tag, str(chunk["error"]), list(last))
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             message = _api_message(exc) if isinstance(exc, docker.errors.APIError) else str(exc)
             self._raise_build_error(tag, message, list(last))
         if not self.image_exists(tag):
@@ -281,7 +287,7 @@ class ContainerEngine:
                 line = progress.update(chunk)
                 if line:
                     emit(line)
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not pull {ref}", exc) from exc
         if not self.image_exists(ref):
             raise ContainerError(f"Pulling {ref} ended without the image; try again.")
@@ -309,7 +315,7 @@ class ContainerEngine:
             raise ContainerNotFoundError(
                 f"There is no container named {name} on this host; refresh the list."
             ) from exc
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not look up {name}", exc) from exc
 
     def _act(self, name: str, verb: str, action: Callable[[Any], None]) -> ContainerInfo:
@@ -317,7 +323,7 @@ class ContainerEngine:
         try:
             action(container)
             container.reload()
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not {verb} {name}", exc) from exc
         return info_from_attrs(container.attrs)
 
@@ -346,7 +352,7 @@ class ContainerEngine:
 def logs_tail(container: Any, lines: int) -> list[str]:
     try:
         raw = container.logs(tail=lines)
-    except ENGINE_ERRORS:
+    except engine_errors():
         return []
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     return [line for line in text.splitlines() if line.strip()]

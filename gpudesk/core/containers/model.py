@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from docker.types import DeviceRequest
-
 from gpudesk.core.errors import GpudeskError
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
@@ -185,6 +183,8 @@ def parse_gpus(spec: str | None) -> list[Any]:
     A bare number is a count, as with ``docker run --gpus``; a single index is written "1," or
     "device=1". None, "" or "none" mean no GPUs.
     """
+    from docker.types import DeviceRequest  # docker is imported on first use (core/lazy.py)
+
     text = (spec or "").strip()
     lowered = text.lower()
     if lowered in ("", "none", "cpu"):
