@@ -14,18 +14,26 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gpudesk.core.config import Host, Inventory, Paths
-from gpudesk.core.containers import ContainerInfo
-from gpudesk.core.devcontainers import DevContainers
 from gpudesk.core.engine import EngineError, EngineInfo
 from gpudesk.core.fleet import Fleet, HostService, simulated_gpus
-from gpudesk.core.forwards import Forward
 from gpudesk.core.gpu.sample import GpuSample, GpuSummary, summarize
 from gpudesk.core.gpu.stream import GpuHistory, GpuStream, StreamState
-from gpudesk.core.runs import Run, StopResult, get_run, list_runs, rerun, stop_run
 from gpudesk.core.ssh import ConnState, ConnStatus
+
+if TYPE_CHECKING:
+    # Containers, runs and forwards are imported when first used, off the first frame's path.
+    from gpudesk.core import runs as core_runs
+    from gpudesk.core.containers import ContainerInfo
+    from gpudesk.core.devcontainers import DevContainers
+    from gpudesk.core.forwards import Forward
+    from gpudesk.core.runs import Run, StopResult
+else:
+    from gpudesk.core.lazy import lazy_module
+
+    core_runs = lazy_module("gpudesk.core.runs")
 
 # A broken container event stream (engine restart, SSH drop) is reopened after this pause.
 WATCH_RETRY_S = 5.0
@@ -105,6 +113,8 @@ class FleetState:
         return self.fleet.get(name)
 
     def devcontainers(self, name: str) -> DevContainers:
+        from gpudesk.core.devcontainers import DevContainers
+
         return DevContainers(self.fleet.get(name), self.fleet.inventory)
 
     def connected(self, name: str) -> bool:
@@ -361,19 +371,19 @@ class FleetRunSource:
         errors: list[str] = []
         for name in self._hosts(host):
             try:
-                runs += list_runs(self.state.service(name))
+                runs += core_runs.list_runs(self.state.service(name))
             except Exception as exc:  # one broken host must not hide the others' runs
                 errors.append(f"{name}: {exc}")
         return runs, errors
 
     def run(self, host: str, name: str, container: str) -> Run:
-        return get_run(self.state.service(host), name, container=container or None)
+        return core_runs.get_run(self.state.service(host), name, container=container or None)
 
     def stop(self, run: Run, grace: float) -> StopResult:
-        return stop_run(self.state.service(run.host), run, grace=grace)
+        return core_runs.stop_run(self.state.service(run.host), run, grace=grace)
 
     def rerun(self, run: Run) -> Run:
-        return rerun(self.state.service(run.host), run)
+        return core_runs.rerun(self.state.service(run.host), run)
 
 
 def gpu_summary_text(sample: GpuSample, s: GpuSummary | None) -> str:
