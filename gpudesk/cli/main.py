@@ -24,9 +24,38 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return run_app()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from gpudesk.cli import completion, containers, hosts, runs, stats
+# The module that registers each command, so that `gpudesk ps` imports and builds only the
+# container commands. A command missing here still works (the whole parser is built);
+# tests/unit/test_cli_parsing.py checks every entry against the whole parser.
+COMMAND_MODULES = {
+    "hosts": "hosts",
+    **dict.fromkeys(
+        (
+            "ps",
+            "launch",
+            "start",
+            "stop",
+            "restart",
+            "rm",
+            "ssh",
+            "jupyter",
+            "forward",
+            "ssh-include",
+        ),
+        "containers",
+    ),
+    "stats": "stats",
+    **dict.fromkeys(("submit", "runs", "logs", "stop-run"), "runs"),
+}
+MODULES = ("hosts", "containers", "stats", "runs", "completion")
 
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser: every command, or with ``command`` only its module's commands."""
+    import importlib
+
+    names = (COMMAND_MODULES[command],) if command in COMMAND_MODULES else MODULES
+    modules = [importlib.import_module(f"gpudesk.cli.{name}") for name in names]
     parser = argparse.ArgumentParser(
         prog="gpudesk",
         description="Manage PyTorch-CUDA dev containers, GPUs and training runs on remote hosts. "
@@ -37,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     # rebuilt (which would make cli.completion import this module back).
     parser.set_defaults(func=cmd_tui, top_parser=parser)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (hosts, containers, stats, runs, completion):
+    for module in modules:
         module.register(sub)
     return parser
 
@@ -82,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(VERSION_TEXT)
             sys.stdout.flush()
             return 0
-        parser = build_parser()
+        parser = build_parser(arguments[0] if arguments else None)
         args = parse_args(parser, arguments)
         code: int = args.func(args)
         # Flush here, inside the handler below: a reader that went away is then noticed now,
