@@ -70,6 +70,9 @@ def main() -> int:
     )
     env = {**os.environ, "HOME": str(home), "GPUDESK_HOME": str(gd_home)}
     env.pop("SSH_AUTH_SOCK", None)
+    # Installed packages come with their .pyc files (pip compiles them); an editable checkout
+    # run with PYTHONDONTWRITEBYTECODE would compile gpudesk from source on every start.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     gpudesk = str(Path(sys.executable).with_name("gpudesk"))
     ssh = [
         "ssh", "-F", "/dev/null", "-o", "BatchMode=yes",

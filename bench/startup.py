@@ -137,6 +137,9 @@ def main() -> int:
             "HOME": tmp,
             "GPUDESK_SIMULATE_GPUS": "",
         }
+        # Installed packages come with their .pyc files (pip compiles them); an editable
+        # checkout run with PYTHONDONTWRITEBYTECODE would compile gpudesk on every start.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         child = [python, "-c", CHILD]
         cases: dict[str, tuple[list[str], bool]] = {
             "python -c pass": ([python, "-c", "pass"], False),

@@ -120,12 +120,16 @@ def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
 _HOST_KEYS = {"hostname", "user", "port", "identity", "jump", "proxy_command"}
 
 
-def _header_line(text: str, name: str) -> int | None:
-    pattern = re.compile(r"^\s*\[\s*hosts\s*\.\s*[\"']?" + re.escape(name) + r"[\"']?\s*\]")
+_HEADER_RE = re.compile(r"^\s*\[\s*hosts\s*\.\s*[\"']?([^\"'\]]*?)[\"']?\s*\]")
+
+
+def _header_lines(text: str) -> dict[str, int]:
+    """The line of each ``[hosts.NAME]`` header, in one pass (for errors that name the line)."""
+    found: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
-        if pattern.match(line):
-            return number
-    return None
+        if line.lstrip().startswith("[") and (match := _HEADER_RE.match(line)):
+            found.setdefault(match[1].strip(), number)
+    return found
 
 
 def _host_from_table(name: str, table: Any, where: str) -> Host:
@@ -167,8 +171,9 @@ def parse_hosts(text: str, source: Path) -> list[Host]:
     if not isinstance(hosts_table, dict):
         raise ConfigError(f"{source}: 'hosts' must be a table of [hosts.NAME] sections.")
     hosts: list[Host] = []
+    lines = _header_lines(text)
     for name, table in hosts_table.items():
-        line = _header_line(text, name)
+        line = lines.get(name)
         where = f"{source}, line {line}" if line else str(source)
         try:
             validate_name(name)
@@ -214,7 +219,8 @@ def render_hosts(hosts: list[Host], existing: str = "") -> str:
         table = tomlkit.table(is_super_table=True)
         doc["hosts"] = table
     wanted = [h for h in hosts if not h.builtin]
-    for name in [n for n in table if n not in {h.name for h in wanted}]:
+    wanted_names = {h.name for h in wanted}
+    for name in [n for n in table if n not in wanted_names]:
         del table[name]
     for host in wanted:
         entry = _host_entries(host)
