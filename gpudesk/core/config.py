@@ -203,54 +203,12 @@ def _host_entries(host: Host) -> dict[str, Any]:
     return entry
 
 
-def _new_table(host: Host) -> Any:
-    import tomlkit
-
-    new = tomlkit.table()
-    if host.source:
-        new.add(tomlkit.comment(host.source))
-    for key, value in _host_entries(host).items():
-        new.add(key, value)
-    return new
-
-
-def _appended(wanted: list[Host], existing: str) -> str | None:
-    """``existing`` with tables for the hosts added at the end of ``wanted``, when that is the
-    only change (``hosts add``), or None. Re-parsing a large file with tomlkit costs seconds
-    (4,000 hosts); checking it with tomllib and appending text costs a fraction of that."""
-    import tomlkit
-
-    try:
-        current = parse_hosts(existing, Path("hosts.toml"))
-    except ConfigError:
-        return None
-    if wanted[: len(current)] != current:
-        return None
-    if len(wanted) == len(current):
-        return existing
-    table = tomlkit.table(is_super_table=True)
-    for host in wanted[len(current) :]:
-        table.append(host.name, _new_table(host))
-    doc = tomlkit.document()
-    doc["hosts"] = table
-    result = existing.rstrip("\n") + "\n\n" + tomlkit.dumps(doc)
-    try:
-        # An explicit [hosts] table or inline tables can make an appended [hosts.NAME] invalid.
-        if parse_hosts(result, Path("hosts.toml")) != wanted:
-            return None
-    except ConfigError:
-        return None
-    return result
-
-
 def render_hosts(hosts: list[Host], existing: str = "") -> str:
     """The hosts.toml text for ``hosts``, edited into ``existing`` so the user's comments,
     blank lines and order survive: only tables and keys that changed are touched."""
     import tomlkit  # only writing needs it; loading uses tomllib
     import tomlkit.items
 
-    if existing.strip() and (quick := _appended([h for h in hosts if not h.builtin], existing)):
-        return quick
     doc = tomlkit.parse(existing) if existing.strip() else tomlkit.document()
     if not existing.strip():
         doc.add(tomlkit.comment(HEADER.removeprefix("# ")))
@@ -274,7 +232,12 @@ def render_hosts(hosts: list[Host], existing: str = "") -> str:
                 if current.get(key) != value:
                     current[key] = value
             continue
-        table.append(host.name, _new_table(host))
+        new = tomlkit.table()
+        if host.source:
+            new.add(tomlkit.comment(host.source))
+        for key, value in entry.items():
+            new.add(key, value)
+        table.append(host.name, new)
     return tomlkit.dumps(doc)
 
 

@@ -205,28 +205,3 @@ def test_without_openssh_aliases_fall_back_to_paramikos_reader(
     host = host_from_destination("t1", "trainer")
     assert (host.hostname, host.user, host.port) == ("10.9.8.7", "bob", 2201)
     assert host.source is not None and "(paramiko)" in host.source
-
-
-def test_adding_a_host_appends_its_table_and_keeps_the_file_byte_for_byte(tmp_path: Path) -> None:
-    paths = Paths(tmp_path)
-    original = "# my fleet\n\n[hosts.a]  # the old one\nhostname = 'a.example'  # keep\n\n# trailing note\n"
-    paths.hosts_file.write_text(original)
-    inventory = Inventory.load(paths)
-    inventory.add(Host(name="b", hostname="b.example", port=2222, source="from a test"))
-    text = paths.hosts_file.read_text()
-    assert text.startswith(original.rstrip("\n"))  # nothing before the new table changed
-    assert [(h.name, h.hostname, h.port) for h in Inventory.load(paths).hosts[1:]] == [
-        ("a", "a.example", 22),
-        ("b", "b.example", 2222),
-    ]
-    assert "# from a test" in text
-
-
-def test_an_add_that_cannot_be_appended_goes_through_the_full_edit(tmp_path: Path) -> None:
-    # Hosts as one inline table: a [hosts.b] appended after it would be invalid TOML, so the
-    # edit is made on the parsed document instead.
-    paths = Paths(tmp_path)
-    paths.hosts_file.write_text("hosts = { a = { hostname = 'a.example' } }\n")
-    inventory = Inventory.load(paths)
-    inventory.add(Host(name="b", hostname="b.example"))
-    assert [h.name for h in Inventory.load(paths).hosts[1:]] == ["a", "b"]
