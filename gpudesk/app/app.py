@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import webbrowser
 from functools import partial
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App
@@ -31,9 +32,6 @@ from gpudesk.app.messages import (
 )
 from gpudesk.app.palette import GpudeskCommands
 from gpudesk.app.screens.fleet import FleetScreen
-from gpudesk.app.screens.help import HelpScreen
-from gpudesk.app.screens.host import HostScreen
-from gpudesk.app.screens.runs import RunsScreen
 from gpudesk.app.state import (
     FleetFactory,
     FleetState,
@@ -42,13 +40,15 @@ from gpudesk.app.state import (
     gpu_summary_text,
 )
 from gpudesk.core.config import ConfigError, Host
-from gpudesk.core.containers import ContainerInfo
-from gpudesk.core.containers.watch import WatchChange
 from gpudesk.core.engine import EngineInfo
 from gpudesk.core.errors import GpudeskError
 from gpudesk.core.gpu.sample import GpuSample
 from gpudesk.core.gpu.stream import StreamState
 from gpudesk.core.ssh import ConnStatus
+
+if TYPE_CHECKING:
+    from gpudesk.core.containers import ContainerInfo
+    from gpudesk.core.containers.watch import WatchChange
 
 __all__ = ["GpudeskApp", "HostModel", "gpu_summary_text", "run_app"]
 
@@ -80,8 +80,10 @@ class GpudeskApp(App[int]):
         return self.state.gpu_interval
 
     def on_mount(self) -> None:
+        # The Fleet is drawn from hosts.toml first; connecting (which imports paramiko and,
+        # for localhost, docker) starts only once that frame is on screen.
         self.push_screen(FleetScreen())
-        self.state.start()
+        self.call_after_refresh(self.state.start)
 
     # ------------------------------------------------------------------ the state's sink
     # Called on the state's threads; post_message is thread-safe.
@@ -215,15 +217,22 @@ class GpudeskApp(App[int]):
         self.notify(f"Removed {name}; its containers and files on the host are untouched.")
 
     def open_host(self, name: str) -> None:
+        # The other screens are imported when first opened, off the first frame's path.
+        from gpudesk.app.screens.host import HostScreen
+
         if name in self.state.models:
             self.push_screen(HostScreen(name))
 
     def open_runs(self) -> None:
+        from gpudesk.app.screens.runs import RunsScreen
+
         self.push_screen(RunsScreen())
 
     # ------------------------------------------------------------------ actions
 
     def action_help(self) -> None:
+        from gpudesk.app.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 

@@ -8,15 +8,19 @@ events (HostList.Opened, LogView.Changed) stay nested in their widget, as Textua
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from gpudesk.core.containers import ContainerInfo
-from gpudesk.core.containers.watch import WatchChange
 from gpudesk.core.engine import EngineInfo
 from gpudesk.core.gpu.sample import GpuSample
 from gpudesk.core.gpu.stream import StreamState
-from gpudesk.core.runs import Run
 from gpudesk.core.ssh import ConnStatus
+
+if TYPE_CHECKING:
+    from gpudesk.core.containers import ContainerInfo
+    from gpudesk.core.containers.watch import WatchChange
+    from gpudesk.core.runs import Run
 
 
 class HostStatus(Message):

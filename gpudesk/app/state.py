@@ -14,26 +14,29 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gpudesk.core.config import Host, Inventory, Paths
-from gpudesk.core.containers import ContainerInfo
-from gpudesk.core.containers.watch import (
-    ContainersChanged,
-    ContainersListed,
-    ContainersStale,
-    ContainerWatch,
-    WatchChange,
-    apply_change,
-)
-from gpudesk.core.devcontainers import DevContainers
 from gpudesk.core.engine import EngineError, EngineInfo
 from gpudesk.core.fleet import Fleet, HostService, simulated_gpus
-from gpudesk.core.forwards import Forward
 from gpudesk.core.gpu.sample import GpuSample, GpuSummary, summarize
 from gpudesk.core.gpu.stream import GpuHistory, GpuStream, StreamState
-from gpudesk.core.runs import Run, StopResult, get_run, list_runs, rerun, stop_run
 from gpudesk.core.ssh import ConnState, ConnStatus
+
+if TYPE_CHECKING:
+    # Containers, runs and forwards are imported when first used, off the first frame's path.
+    from gpudesk.core import runs as core_runs
+    from gpudesk.core.containers import ContainerInfo
+    from gpudesk.core.containers import watch as core_watch
+    from gpudesk.core.containers.watch import ContainersStale, ContainerWatch, WatchChange
+    from gpudesk.core.devcontainers import DevContainers
+    from gpudesk.core.forwards import Forward
+    from gpudesk.core.runs import Run, StopResult
+else:
+    from gpudesk.core.lazy import lazy_module
+
+    core_runs = lazy_module("gpudesk.core.runs")
+    core_watch = lazy_module("gpudesk.core.containers.watch")
 
 
 @dataclass
@@ -114,6 +117,8 @@ class FleetState:
         return self.fleet.get(name)
 
     def devcontainers(self, name: str) -> DevContainers:
+        from gpudesk.core.devcontainers import DevContainers
+
         return DevContainers(self.fleet.get(name), self.fleet.inventory)
 
     def connected(self, name: str) -> bool:
@@ -193,7 +198,7 @@ class FleetState:
         if running is not None and not running.stopped:
             running.wake()
             return
-        watch = ContainerWatch(
+        watch = core_watch.ContainerWatch(
             partial(self.devcontainers, name), partial(self.sink.container_change, name)
         )
         self.watchers[name] = watch
@@ -304,13 +309,13 @@ class FleetState:
         model = self.models.get(host)
         if model is None:
             return False
-        if isinstance(change, ContainersListed):
+        if isinstance(change, core_watch.ContainersListed):
             model.containers, model.containers_error = change.infos, None
             model.containers_stale = None
-        elif isinstance(change, ContainersChanged):
+        elif isinstance(change, core_watch.ContainersChanged):
             if model.containers is None:
                 return False  # a change before the first listing: that listing has it
-            model.containers = apply_change(model.containers, change)
+            model.containers = core_watch.apply_change(model.containers, change)
         else:
             model.containers_stale = change
             if model.containers is None:  # never listed: an error, as before any watch
@@ -384,19 +389,19 @@ class FleetRunSource:
         errors: list[str] = []
         for name in self._hosts(host):
             try:
-                runs += list_runs(self.state.service(name))
+                runs += core_runs.list_runs(self.state.service(name))
             except Exception as exc:  # one broken host must not hide the others' runs
                 errors.append(f"{name}: {exc}")
         return runs, errors
 
     def run(self, host: str, name: str, container: str) -> Run:
-        return get_run(self.state.service(host), name, container=container or None)
+        return core_runs.get_run(self.state.service(host), name, container=container or None)
 
     def stop(self, run: Run, grace: float) -> StopResult:
-        return stop_run(self.state.service(run.host), run, grace=grace)
+        return core_runs.stop_run(self.state.service(run.host), run, grace=grace)
 
     def rerun(self, run: Run) -> Run:
-        return rerun(self.state.service(run.host), run)
+        return core_runs.rerun(self.state.service(run.host), run)
 
 
 def _summarize_containers(model: HostModel) -> None:

@@ -1,4 +1,9 @@
-"""``gpudesk``: no arguments opens the TUI; subcommands use the same services as the TUI."""
+"""``gpudesk``: no arguments opens the TUI; subcommands use the same services as the TUI.
+
+Start-up is kept cheap: ``--version`` answers before any command module is imported, and the
+command modules import docker, paramiko and textual only inside the commands that use them
+(tests/unit/test_import_hygiene.py holds that for ``--version`` and every ``--help``).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from gpudesk import __version__
-from gpudesk.cli import completion, containers, hosts, runs, stats
 from gpudesk.core.errors import GpudeskError
+
+VERSION_TEXT = f"gpudesk {__version__}"
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -18,18 +24,49 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return run_app()
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The module that registers each command, so that `gpudesk ps` imports and builds only the
+# container commands. A command missing here still works (the whole parser is built);
+# tests/unit/test_cli_parsing.py checks every entry against the whole parser.
+COMMAND_MODULES = {
+    "hosts": "hosts",
+    **dict.fromkeys(
+        (
+            "ps",
+            "launch",
+            "start",
+            "stop",
+            "restart",
+            "rm",
+            "ssh",
+            "jupyter",
+            "forward",
+            "ssh-include",
+        ),
+        "containers",
+    ),
+    "stats": "stats",
+    **dict.fromkeys(("submit", "runs", "logs", "stop-run"), "runs"),
+}
+MODULES = ("hosts", "containers", "stats", "runs", "completion")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser: every command, or with ``command`` only its module's commands."""
+    import importlib
+
+    names = (COMMAND_MODULES[command],) if command in COMMAND_MODULES else MODULES
+    modules = [importlib.import_module(f"gpudesk.cli.{name}") for name in names]
     parser = argparse.ArgumentParser(
         prog="gpudesk",
         description="Manage PyTorch-CUDA dev containers, GPUs and training runs on remote hosts. "
         "Run without arguments to open the terminal UI.",
     )
-    parser.add_argument("--version", action="version", version=f"gpudesk {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION_TEXT)
     # The completion command describes the whole parser, so it is handed over rather than
     # rebuilt (which would make cli.completion import this module back).
     parser.set_defaults(func=cmd_tui, top_parser=parser)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (hosts, containers, stats, runs, completion):
+    for module in modules:
         module.register(sub)
     return parser
 
@@ -66,9 +103,16 @@ def _drop_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser()
-        args = parse_args(parser, list(sys.argv[1:] if argv is None else argv))
+        if arguments == ["--version"]:
+            # The same answer as the parser's --version, without building the parser (which
+            # imports every command module).
+            print(VERSION_TEXT)
+            sys.stdout.flush()
+            return 0
+        parser = build_parser(arguments[0] if arguments else None)
+        args = parse_args(parser, arguments)
         code: int = args.func(args)
         # Flush here, inside the handler below: a reader that went away is then noticed now,
         # not in the interpreter's exit flush (which would print "Exception ignored").

@@ -15,10 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import paramiko
-import tomlkit
-import tomlkit.items
-
 from gpudesk.core.errors import GpudeskError
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")
@@ -124,12 +120,16 @@ def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
 _HOST_KEYS = {"hostname", "user", "port", "identity", "jump", "proxy_command"}
 
 
-def _header_line(text: str, name: str) -> int | None:
-    pattern = re.compile(r"^\s*\[\s*hosts\s*\.\s*[\"']?" + re.escape(name) + r"[\"']?\s*\]")
+_HEADER_RE = re.compile(r"^\s*\[\s*hosts\s*\.\s*[\"']?([^\"'\]]*?)[\"']?\s*\]")
+
+
+def _header_lines(text: str) -> dict[str, int]:
+    """The line of each ``[hosts.NAME]`` header, in one pass (for errors that name the line)."""
+    found: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
-        if pattern.match(line):
-            return number
-    return None
+        if line.lstrip().startswith("[") and (match := _HEADER_RE.match(line)):
+            found.setdefault(match[1].strip(), number)
+    return found
 
 
 def _host_from_table(name: str, table: Any, where: str) -> Host:
@@ -171,8 +171,9 @@ def parse_hosts(text: str, source: Path) -> list[Host]:
     if not isinstance(hosts_table, dict):
         raise ConfigError(f"{source}: 'hosts' must be a table of [hosts.NAME] sections.")
     hosts: list[Host] = []
+    lines = _header_lines(text)
     for name, table in hosts_table.items():
-        line = _header_line(text, name)
+        line = lines.get(name)
         where = f"{source}, line {line}" if line else str(source)
         try:
             validate_name(name)
@@ -205,6 +206,9 @@ def _host_entries(host: Host) -> dict[str, Any]:
 def render_hosts(hosts: list[Host], existing: str = "") -> str:
     """The hosts.toml text for ``hosts``, edited into ``existing`` so the user's comments,
     blank lines and order survive: only tables and keys that changed are touched."""
+    import tomlkit  # only writing needs it; loading uses tomllib
+    import tomlkit.items
+
     doc = tomlkit.parse(existing) if existing.strip() else tomlkit.document()
     if not existing.strip():
         doc.add(tomlkit.comment(HEADER.removeprefix("# ")))
@@ -215,7 +219,8 @@ def render_hosts(hosts: list[Host], existing: str = "") -> str:
         table = tomlkit.table(is_super_table=True)
         doc["hosts"] = table
     wanted = [h for h in hosts if not h.builtin]
-    for name in [n for n in table if n not in {h.name for h in wanted}]:
+    wanted_names = {h.name for h in wanted}
+    for name in [n for n in table if n not in wanted_names]:
         del table[name]
     for host in wanted:
         entry = _host_entries(host)
@@ -298,6 +303,8 @@ def user_ssh_config_path() -> Path:
 
 def ssh_config_lookup(alias: str, path: Path | None = None) -> dict[str, Any] | None:
     """What ``~/.ssh/config`` says about ``alias``, or None when it does not name it."""
+    import paramiko  # only when there is no OpenSSH client to ask
+
     path = path or user_ssh_config_path()
     if not path.exists():
         return None

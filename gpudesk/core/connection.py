@@ -8,11 +8,13 @@ import getpass
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from gpudesk.core.config import Host
 from gpudesk.core.errors import GpudeskError
+
+if TYPE_CHECKING:
+    import paramiko
 
 
 class ConnState(Enum):

@@ -27,6 +27,7 @@ from gpudesk.core.containers import (
     ready_probe,
 )
 from gpudesk.core.containers.engine import EventStream
+from gpudesk.core.containers.listing import list_over_shell
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
     SSH_HOST_PREFIX,
@@ -347,7 +348,12 @@ class DevContainers:
     # ------------------------------------------------------------------ list and act
 
     def list(self, all_containers: bool = False) -> list[ContainerInfo]:
-        infos = self.engine().list(all_containers)
+        if self.local:
+            infos = self.engine().list(all_containers)
+        else:
+            # The docker CLI over the connection: no Docker SDK to import, no round trip per
+            # container (see core/containers/listing.py).
+            infos = list_over_shell(self.service.conn, self.host.name, all_containers)
         self._remember_ports(infos)
         return infos
 

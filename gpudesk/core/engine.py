@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
-
-import docker
-import docker.errors
-import paramiko
-import requests
-import urllib3
-import urllib3.connection
-import urllib3.connectionpool
-from docker.transport.basehttpadapter import BaseHTTPAdapter
+from typing import TYPE_CHECKING
 
 from gpudesk.core.config import DEFAULT_DOCKER_SOCKET
+from gpudesk.core.connection import SshError
 from gpudesk.core.errors import GpudeskError
-from gpudesk.core.ssh import SshConnection, SshError
 
-DIAL_STDIO = "docker system dial-stdio"
-POOL_SIZE = 3
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    import requests
+
+    from gpudesk.core.ssh import SshConnection
+else:
+    from gpudesk.core.lazy import lazy_module
+
+    docker = lazy_module("docker")
+    requests = lazy_module("requests")
+
 # Docker 20.10 speaks 1.41; newer engines accept older clients.
 API_VERSION = "1.41"
 
@@ -44,61 +45,16 @@ class EngineInfo:
     gpu_runtime: bool
 
 
-class _ChannelConnection(urllib3.connection.HTTPConnection):
-    def __init__(self, conn: SshConnection, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.ssh = conn
-        self._session: Any = None
-
-    def connect(self) -> None:
-        # Held open for the lifetime of the HTTP connection; released in close().
-        self._session = self.ssh.session(self.timeout)  # type: ignore[arg-type]
-        channel: paramiko.Channel = self._session.__enter__()
-        channel.exec_command(DIAL_STDIO)
-        self.sock = channel  # type: ignore[assignment]
-
-    def close(self) -> None:
-        super().close()
-        session, self._session = self._session, None
-        if session is not None:
-            session.__exit__(None, None, None)
-
-
-class _ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
-    def __init__(self, conn: SshConnection, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout, maxsize=POOL_SIZE, block=False)
-        self.ssh = conn
-        self.channel_timeout = timeout
-
-    def _new_conn(self) -> _ChannelConnection:
-        return _ChannelConnection(self.ssh, self.channel_timeout)
-
-
-class _SshAdapter(BaseHTTPAdapter):  # type: ignore[misc]
-    def __init__(self, conn: SshConnection, timeout: float) -> None:
-        super().__init__()
-        self.pool = _ChannelPool(conn, timeout)
-
-    def get_connection(self, url: Any, proxies: Any = None) -> _ChannelPool:
-        return self.pool
-
-    def get_connection_with_tls_context(
-        self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
-    ) -> _ChannelPool:
-        return self.pool
-
-    def close(self) -> None:
-        self.pool.close()
-
-
 def ssh_client(conn: SshConnection, timeout: float = 60.0) -> docker.DockerClient:
     """A Docker SDK client whose every request rides on ``conn``."""
+    from gpudesk.core.dialstdio import SshAdapter
+
     client = docker.DockerClient(
         base_url="tcp://127.0.0.1:2375", version=API_VERSION, timeout=timeout
     )
     api = client.api
     # docker-py finds the raw stream of attach/exec responses by this prefix (ChannelFile.channel).
-    api.mount("http+docker://ssh", _SshAdapter(conn, timeout))
+    api.mount("http+docker://ssh", SshAdapter(conn, timeout))
     api.base_url = "http+docker://ssh"
     return client
 

@@ -11,8 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import docker
+from typing import TYPE_CHECKING
 
 from gpudesk.core.config import ConfigError, Host, HostKind, Inventory, resolve_jump
 from gpudesk.core.engine import (
@@ -27,6 +26,9 @@ from gpudesk.core.gpu.sample import GpuSample
 from gpudesk.core.gpu.stream import GpuStream, StreamState
 from gpudesk.core.local import LocalConnection
 from gpudesk.core.ssh import ConnStatus, SshConnection, StatusCallback
+
+if TYPE_CHECKING:
+    import docker
 
 Connection = SshConnection | LocalConnection
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from gpudesk.core.config import Paths, atomic_write
+
+if TYPE_CHECKING:
+    import paramiko
+else:
+    from gpudesk.core.lazy import lazy_module
+
+    paramiko = lazy_module("paramiko")
 
 
 def fingerprint(key: paramiko.PKey) -> str:

@@ -4,9 +4,10 @@ satisfies it; tests may pass anything that does)."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import docker
+if TYPE_CHECKING:
+    import docker
 
 from gpudesk.core.config import Host
 from gpudesk.core.ssh import ExecResult, LineStream

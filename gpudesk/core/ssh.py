@@ -14,8 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from gpudesk.core.config import Host, Paths
 from gpudesk.core.connection import (
@@ -34,6 +33,14 @@ from gpudesk.core.connection import (
     expand_proxy_command,
 )
 from gpudesk.core.hostkeys import HostKeyStore, fingerprint, known_hosts_name
+
+if TYPE_CHECKING:
+    import paramiko
+else:
+    from gpudesk.core.lazy import lazy_module
+
+    # Imported on the first connection, not for `gpudesk --help` or the TUI's first frame.
+    paramiko = lazy_module("paramiko")
 
 # The connection's vocabulary lives in core/connection.py and host keys in core/hostkeys.py;
 # importing them from here still works.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 
 import pytest
 
-from gpudesk.cli.main import EXIT_BROKEN_PIPE, build_parser, parse_args
+from gpudesk.cli.main import COMMAND_MODULES, EXIT_BROKEN_PIPE, build_parser, parse_args
 
 
 @pytest.mark.parametrize(
@@ -90,3 +91,20 @@ def test_a_pipeline_into_head_prints_the_first_lines_only() -> None:
     )  # fmt: skip
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.splitlines()[1].startswith("localhost")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def test_a_command_parses_alike_when_only_its_module_is_loaded() -> None:
+    # main() builds only the command's module (COMMAND_MODULES) to start faster.
+    full = _subcommands(build_parser())
+    assert set(COMMAND_MODULES) <= set(full)
+    for command, module in COMMAND_MODULES.items():
+        partial = _subcommands(build_parser(command))
+        assert partial[command].format_help() == full[command].format_help(), command
+        func, whole = partial[command].get_default("func"), full[command].get_default("func")
+        assert func.__qualname__ == whole.__qualname__, command  # the same handler
+        assert func.__module__ == whole.__module__ == f"gpudesk.cli.{module}"

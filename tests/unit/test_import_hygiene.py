@@ -1,9 +1,13 @@
 """The core loads without the TUI, the TUI starts without torch, and the import contracts hold."""
 
+import argparse
 import ast
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+from gpudesk.cli.main import build_parser
 
 
 def _modules_after(code: str) -> set[str]:
@@ -30,6 +34,69 @@ def test_starting_the_tui_does_not_import_torch() -> None:
     assert "gpudesk.app.app" in mods
     assert "textual" in mods
     assert not {m for m in mods if m == "torch" or m.startswith("torch.")}
+
+
+# What `gpudesk --version` and any `--help` must not import: each costs a tenth of a second or
+# more at start-up (docker alone pulls requests, urllib3 and paramiko).
+HEAVY = ("docker", "paramiko", "requests", "urllib3", "textual", "torch", "tomlkit")
+
+
+def _heavy(mods: set[str]) -> set[str]:
+    return {m for m in mods if m.partition(".")[0] in HEAVY}
+
+
+def _cli_modules_after(*argvs: list[str]) -> set[str]:
+    """sys.modules after running the CLI's main() on each argv in one fresh interpreter."""
+    code = (
+        "import contextlib, io\n"
+        "from gpudesk.cli.main import main\n"
+        f"for argv in {argvs!r}:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "        try:\n"
+        "            code = main(argv)\n"
+        "        except SystemExit as exc:\n"
+        "            code = exc.code\n"
+        "    assert code in (0, None) and out.getvalue(), (argv, code)"
+    )
+    return _modules_after(code)
+
+
+def _command_paths(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[list[str]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield [*path, name]
+                yield from _command_paths(sub, (*path, name))
+
+
+def test_version_imports_no_command_module_and_nothing_heavy() -> None:
+    mods = _cli_modules_after(["--version"])
+    assert "gpudesk.cli.main" in mods
+    assert _heavy(mods) == set()
+    # The fast path answers before the parser (and so every command module) is built.
+    assert {m for m in mods if m.startswith("gpudesk.cli.") and m != "gpudesk.cli.main"} == set()
+
+
+def test_every_help_leaves_docker_paramiko_and_textual_unimported() -> None:
+    commands = list(_command_paths(build_parser()))
+    assert ["ps"] in commands and ["hosts", "add"] in commands  # the walk found the tree
+    mods = _cli_modules_after(["--help"], *[[*c, "--help"] for c in commands])
+    assert "gpudesk.cli.containers" in mods
+    assert _heavy(mods) == set()
+
+
+def test_a_command_that_needs_docker_still_gets_it() -> None:
+    # The lazy stand-ins import the real package on first use (core/lazy.py).
+    mods = _modules_after(
+        "from gpudesk.core.errors import engine_errors\n"
+        "import docker.errors\n"
+        "assert docker.errors.DockerException in engine_errors()\n"
+        "from gpudesk.core import engine\n"
+        "assert engine.docker.errors.APIError is docker.errors.APIError"
+    )
+    assert "docker" in mods
 
 
 # ---------------------------------------------------------------- import contracts

@@ -15,11 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
-
-import docker
-import docker.errors
-import requests
+from typing import TYPE_CHECKING, Any
 
 from gpudesk.core.containers.model import (
     LOG_TAIL,
@@ -34,10 +30,11 @@ from gpudesk.core.containers.model import (
     Removed,
     Stats,
     info_from_attrs,
+    list_order,
     parse_event,
 )
 from gpudesk.core.containers.pull import PullProgress, split_image_ref
-from gpudesk.core.errors import ENGINE_ERRORS, disk_full
+from gpudesk.core.errors import disk_full, engine_errors
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
     Flavour,
@@ -47,10 +44,15 @@ from gpudesk.core.flavours import (
     label,
 )
 
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    import requests
+else:
+    from gpudesk.core.lazy import lazy_module
 
-def list_order(info: ContainerInfo) -> tuple[bool, str]:
-    """The order of a listing: gpudesk's containers first, then by name."""
-    return (not info.is_gpudesk, info.name)
+    docker = lazy_module("docker")
+    requests = lazy_module("requests")
 
 
 def _api_message(exc: docker.errors.APIError) -> str:
@@ -70,7 +72,7 @@ class ContainerEngine:
         filters = {} if all_containers else {"label": label("flavour")}
         try:
             found = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error("could not list containers", exc) from exc
         now = datetime.now(UTC)
         infos = [info_from_attrs(c.attrs, now) for c in found]
@@ -88,7 +90,7 @@ class ContainerEngine:
             self.client.containers.get(name)
         except docker.errors.NotFound:
             return False
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not look up container {name}", exc) from exc
         return True
 
@@ -101,7 +103,7 @@ class ContainerEngine:
         """
         try:
             stream = self.client.events(decode=True, filters={"type": "container"})
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error("could not watch container events", exc) from exc
         return EventStream(stream, self._error)
 
@@ -110,7 +112,7 @@ class ContainerEngine:
         container = self._container(name)
         try:
             raw = container.stats(stream=False)
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not read the usage of {name}", exc) from exc
         cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
         cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
@@ -134,7 +136,7 @@ class ContainerEngine:
         path = f"/etc/ssh/ssh_host_{key_type}_key.pub"
         try:
             code, output = container.exec_run(["cat", path], user="root")
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not read the SSH host key of {name}", exc) from exc
         text = output.decode("utf-8", "replace").strip() if output else ""
         parts = text.split()
@@ -167,7 +169,7 @@ class ContainerEngine:
             container.remove(force=True, v=False)
         except docker.errors.NotFound:
             pass
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not remove {name}", exc) from exc
         return Removed(id=info.id, name=info.name, kept_workspace=info.workspace)
 
@@ -177,7 +179,7 @@ class ContainerEngine:
         """Whether this engine has the NVIDIA runtime registered (``docker info`` Runtimes)."""
         try:
             runtimes = self.client.info().get("Runtimes") or {}
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error("could not ask Docker about its runtimes", exc) from exc
         return "nvidia" in runtimes
 
@@ -186,7 +188,7 @@ class ContainerEngine:
             self.client.images.get(tag)
         except docker.errors.ImageNotFound:
             return False
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not look up image {tag}", exc) from exc
         return True
 
@@ -235,7 +237,7 @@ class ContainerEngine:
                         emit(line)
                 if "error" in chunk:
                     self._raise_build_error(tag, str(chunk["error"]), list(last))
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             message = _api_message(exc) if isinstance(exc, docker.errors.APIError) else str(exc)
             self._raise_build_error(tag, message, list(last))
         if not self.image_exists(tag):
@@ -257,7 +259,7 @@ class ContainerEngine:
                 line = progress.update(chunk)
                 if line:
                     emit(line)
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not pull {ref}", exc) from exc
         if not self.image_exists(ref):
             raise ContainerError(f"Pulling {ref} ended without the image; try again.")
@@ -285,7 +287,7 @@ class ContainerEngine:
             raise ContainerNotFoundError(
                 f"There is no container named {name} on this host; refresh the list."
             ) from exc
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not look up {name}", exc) from exc
 
     def _act(self, name: str, verb: str, action: Callable[[Any], None]) -> ContainerInfo:
@@ -293,7 +295,7 @@ class ContainerEngine:
         try:
             action(container)
             container.reload()
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not {verb} {name}", exc) from exc
         return info_from_attrs(container.attrs)
 
@@ -363,7 +365,7 @@ class EventStream:
             # Closing the stream from another thread surfaces here as a socket error.
             if self._closed.is_set():
                 return
-            if isinstance(exc, ENGINE_ERRORS):
+            if isinstance(exc, engine_errors()):
                 raise self._error("the Docker event stream broke", exc) from exc
             raise
 
@@ -371,7 +373,7 @@ class EventStream:
 def logs_tail(container: Any, lines: int) -> list[str]:
     try:
         raw = container.logs(tail=lines)
-    except ENGINE_ERRORS:
+    except engine_errors():
         return []
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     return [line for line in text.splitlines() if line.strip()]

@@ -9,10 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Any
-
-import docker.errors
-from docker.types import Mount
+from typing import TYPE_CHECKING, Any
 
 from gpudesk.core.containers.engine import ContainerEngine, logs_tail
 from gpudesk.core.containers.model import (
@@ -33,7 +30,7 @@ from gpudesk.core.containers.model import (
     published_port,
 )
 from gpudesk.core.containers.probes import Probe, ReadyResult, local_probe
-from gpudesk.core.errors import ENGINE_ERRORS
+from gpudesk.core.errors import engine_errors
 from gpudesk.core.flavours import (
     Flavour,
     GpudeskLabels,
@@ -41,6 +38,15 @@ from gpudesk.core.flavours import (
     validate_name,
     validate_user,
 )
+
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    import docker.types
+else:
+    from gpudesk.core.lazy import lazy_module
+
+    docker = lazy_module("docker")
 
 # PyTorch DataLoader workers pass tensors through /dev/shm and Docker's default is 64 MB. A sized
 # tmpfs keeps the container's IPC namespace private (ipc=host would expose the host's and every
@@ -128,7 +134,7 @@ class Containers(ContainerEngine):
             "labels": labels,
             # Only the host's loopback: the operator reaches it through the SSH connection.
             "ports": {spec.flavour.port_key: ("127.0.0.1", None)},
-            "mounts": [Mount(target=WORKSPACE, source=spec.workspace, type="bind")],
+            "mounts": [docker.types.Mount(target=WORKSPACE, source=spec.workspace, type="bind")],
             "shm_size": SHM_SIZE,
             "restart_policy": {"Name": "unless-stopped"},
             # Kernels and ssh sessions leave orphans behind; Docker's init reaps them.
@@ -149,7 +155,7 @@ class Containers(ContainerEngine):
                     " another name."
                 ) from exc
             raise self._error(f"could not create {spec.name}", exc) from exc
-        except ENGINE_ERRORS as exc:
+        except engine_errors() as exc:
             raise self._error(f"could not create {spec.name}", exc) from exc
         try:
             emit(f"Starting {spec.name}")
@@ -167,7 +173,7 @@ class Containers(ContainerEngine):
             container.reload()
         except BaseException as exc:
             self._discard(container)
-            if isinstance(exc, ENGINE_ERRORS):
+            if isinstance(exc, engine_errors()):
                 raise self._error(f"could not start {spec.name}", exc) from exc
             raise
         emit(f"{spec.name} is ready")
@@ -233,5 +239,5 @@ class Containers(ContainerEngine):
     @staticmethod
     def _discard(container: Any) -> None:
         # The original failure matters more; a leftover would show up in the list for removal.
-        with contextlib.suppress(*ENGINE_ERRORS):
+        with contextlib.suppress(*engine_errors()):
             container.remove(force=True, v=True)

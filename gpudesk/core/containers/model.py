@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from docker.types import DeviceRequest
-
 from gpudesk.core.errors import GpudeskError
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
@@ -185,6 +183,8 @@ def parse_gpus(spec: str | None) -> list[Any]:
     A bare number is a count, as with ``docker run --gpus``; a single index is written "1," or
     "device=1". None, "" or "none" mean no GPUs.
     """
+    from docker.types import DeviceRequest  # docker is imported on first use (core/lazy.py)
+
     text = (spec or "").strip()
     lowered = text.lower()
     if lowered in ("", "none", "cpu"):
@@ -324,3 +324,8 @@ def parse_event(raw: dict[str, Any]) -> ContainerEvent | None:
         is_gpudesk=is_gpudesk(attributes),
         exit_code=int(exit_code_text) if exit_code_text and exit_code_text.isdigit() else None,
     )
+
+
+def list_order(info: ContainerInfo) -> tuple[bool, str]:
+    """The order of a listing: gpudesk's containers first, then by name."""
+    return (not info.is_gpudesk, info.name)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from gpudesk.core.containers.engine import EventStream, list_order
-from gpudesk.core.containers.model import ContainerEvent, ContainerInfo
+from gpudesk.core.containers.engine import EventStream
+from gpudesk.core.containers.model import ContainerEvent, ContainerInfo, list_order
 from gpudesk.core.gpu.stream import backoff_delay
 
 # Events of one burst (`docker stop` sends kill, die and stop) are gathered this long after

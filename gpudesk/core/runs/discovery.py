@@ -18,7 +18,7 @@ from typing import Any
 
 from gpudesk.core import shell
 from gpudesk.core.containers.model import workspace_from_mounts
-from gpudesk.core.errors import ENGINE_ERRORS
+from gpudesk.core.errors import engine_errors
 from gpudesk.core.flavours import label
 from gpudesk.core.runs.container import container_labels
 from gpudesk.core.runs.model import (
@@ -57,7 +57,7 @@ def _workspaces(client: Any) -> list[_Workspace]:
         found = client.containers.list(
             all=True, filters={"label": label("flavour")}, ignore_removed=True
         )
-    except ENGINE_ERRORS as exc:
+    except engine_errors() as exc:
         raise RunError(f"Could not list containers ({exc}); check the host's Docker.") from exc
     result = []
     for c in found:
@@ -209,7 +209,7 @@ def _alive_pids(client: Any, container_name: str, pids: list[int], user: str) ->
         _code, out = container.exec_run(
             ["sh", "-c", _ALIVE_CHECK, "sh", *[str(p) for p in pids]], user=user
         )
-    except ENGINE_ERRORS:
+    except engine_errors():
         # Unknown is better than a false "lost": keep them as alive until the next poll.
         return set(pids)
     text = out.decode("utf-8", "replace") if isinstance(out, bytes) else ""

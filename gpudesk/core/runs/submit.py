@@ -11,14 +11,12 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any
-
-import docker.errors
+from typing import TYPE_CHECKING, Any
 
 from gpudesk import __version__
 from gpudesk.core import shell
 from gpudesk.core.archive import tar_bytes
-from gpudesk.core.errors import ENGINE_ERRORS, disk_full
+from gpudesk.core.errors import disk_full, engine_errors
 from gpudesk.core.flavours import label
 from gpudesk.core.runs.container import container_labels, exec_in, get_container
 from gpudesk.core.runs.discovery import get_run
@@ -35,6 +33,14 @@ from gpudesk.core.runs.model import (
     validate_run_name,
 )
 from gpudesk.core.service import Service
+
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+else:
+    from gpudesk.core.lazy import lazy_module
+
+    docker = lazy_module("docker")
 
 _COMPLETE = ".complete"
 
@@ -211,7 +217,7 @@ def submit(
 
 
 def _exec_quiet(container: Any, argv: list[str], user: str) -> None:
-    with contextlib.suppress(*ENGINE_ERRORS):
+    with contextlib.suppress(*engine_errors()):
         container.exec_run(argv, user=user)
 
 
@@ -287,7 +293,7 @@ def _upload_scripts(container: Any, scripts_dir: str, files: dict[str, bytes], u
         text = str(getattr(exc, "explanation", None) or exc)
         problem = _space_error(text, container.name)
         raise problem or RunError(f"Could not upload the scripts: {text[:200]}.") from exc
-    except ENGINE_ERRORS as exc:
+    except engine_errors() as exc:
         raise RunError(f"Could not upload the scripts to {container.name} ({exc}).") from exc
     if not ok:
         raise RunError(f"Docker refused to upload the scripts into {container.name}.")
