@@ -14,6 +14,14 @@ from tests.scripts.util import STEPS, run_script
 Trained = tuple[Path, subprocess.CompletedProcess[str]]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Under `pytest -n 2 --dist loadgroup` (scripts/test) the tests sharing the runs go to one
+    # worker, so each run is still made once.
+    for item in items:
+        if "trained_and_exported" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("trained-and-exported"))
+
+
 @pytest.fixture(scope="session")
 def trained_and_exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Trained]:
     """The out folder and process of one tiny run per task: trained at the default precision
