@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from scripts import testbed as testbed_module
+from tests.integration import early
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -21,6 +22,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+            # They share one test bed: under `pytest -n 2 --dist loadgroup` (scripts/test) they
+            # run one at a time on one worker, while the other worker runs the rest.
+            item.add_marker(pytest.mark.xdist_group("testbed"))
+    # A test that waits for work started early (tests/integration/early.py) runs last, so the
+    # rest of the session overlaps that work instead of waiting for it.
+    items.sort(key=lambda item: bool(getattr(getattr(item, "module", None), "RUN_LAST", False)))
+
+
+_bed: list[Any] = []  # what testbed_module.up() gave (or raised), once per session
+
+
+def bed_up() -> Any:
+    if not _bed:
+        try:
+            _bed.append(testbed_module.up())
+        except Exception as exc:  # the testbed fixture reports it
+            _bed.append(exc)
+    return _bed[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def start_early(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With the session's first integration test, start the slow IO-bound preparations of the
+    selected integration modules (tests/integration/early.py) in the background."""
+    starters = {}
+    for item in request.session.items:
+        for starter in getattr(getattr(item, "module", None), "START_EARLY", ()):
+            starters[starter] = None
+    bed = None if testbed_module.can_run() else bed_up()
+    if bed is not None and not isinstance(bed, Exception):
+        for starter in starters:
+            starter(bed)
+    # otherwise the tests skip or fail through the testbed fixture, as without this
+    yield
+    early.finish()
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +65,12 @@ def testbed() -> Any:
     in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
     if why and not in_ci:
         pytest.skip(f"integration tests need the test bed: {why}")
-    try:
-        return testbed_module.up()
-    except Exception as exc:
+    bed = bed_up()
+    if isinstance(bed, Exception):
         if in_ci:
-            pytest.fail(f"the test bed could not start in CI: {exc}", pytrace=False)
-        pytest.skip(f"the test bed could not start: {exc}")
+            pytest.fail(f"the test bed could not start in CI: {bed}", pytrace=False)
+        pytest.skip(f"the test bed could not start: {bed}")
+    return bed
 
 
 @pytest.fixture(scope="session")

@@ -125,12 +125,8 @@ def predict(task: str, *args: str, stdin: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["textcls", "translate", "recsys", "lm"])
-def test_predict_from_checkpoint_and_export_agree(task, tmp_path):
-    out = tmp_path / "run"
-    shorter = {"translate": ["--max-len", "24"], "lm": ["--seq-len", "32"]}.get(task, [])
-    r = run_script(
-        task, out, "--steps", "3", "--export", "--precision", "fp32", "--eval-every", "0", *shorter
-    )
+def test_predict_from_checkpoint_and_export_agree(task, trained_and_exported):
+    out, r = trained_and_exported(task)  # tests/scripts/conftest.py: fp32 on CPU
     assert r.returncode == 0, r.stderr
     inputs = {
         "textcls": "我想订一张机票\nplay some music\nwhat's the weather\n",

@@ -9,7 +9,15 @@ import sys
 
 import pytest
 
-from tests.scripts.util import SCRIPTS, env, losses, read_metrics, run_script, script_cmd
+from tests.scripts.util import (
+    SCRIPTS,
+    STEPS,
+    env,
+    losses,
+    read_metrics,
+    run_script,
+    script_cmd,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -19,7 +27,6 @@ TASK_METRICS = {
     "lm": ("perplexity",),
     "recsys": ("hr10", "ndcg10"),
 }
-STEPS = {"textcls": 40, "translate": 40, "lm": 30, "recsys": 40}
 
 
 def first_last_mean(vals: list[float], k: int = 3) -> tuple[float, float]:
@@ -28,24 +35,9 @@ def first_last_mean(vals: list[float], k: int = 3) -> tuple[float, float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(TASK_METRICS))
-def test_trains_evaluates_and_exports_on_sample_data(task, tmp_path):
-    out = tmp_path / "run"
+def test_trains_evaluates_and_exports_on_sample_data(task, trained_and_exported):
+    out, r = trained_and_exported(task)  # tests/scripts/conftest.py
     steps = STEPS[task]
-    r = run_script(
-        task,
-        out,
-        "--steps",
-        str(steps),
-        "--log-every",
-        "1",
-        "--eval-every",
-        str(steps),
-        "--ckpt-every",
-        str(steps),
-        "--export",
-        "--lr",
-        "2e-3",
-    )
     assert r.returncode == 0, r.stderr
     recs = read_metrics(out)
     train = [x["loss"] for x in recs if x["event"] == "train"]
@@ -65,9 +57,8 @@ def test_trains_evaluates_and_exports_on_sample_data(task, tmp_path):
 
 
 @pytest.mark.slow
-def test_exported_program_reloads_and_matches(tmp_path):
-    out = tmp_path / "run"
-    r = run_script("textcls", out, "--steps", "2", "--export", "--precision", "fp32")
+def test_exported_program_reloads_and_matches(trained_and_exported):
+    out, r = trained_and_exported("textcls")  # fp32 on CPU, tiny shapes (max-len 64)
     assert r.returncode == 0, r.stderr
     ep = torch.export.load(str(out / "model.pt2"))
     for batch in (1, 7, 32):  # the batch dimension is dynamic

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import stat
 import string
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -216,20 +217,23 @@ def test_include_quote_is_refused(tmp_path: Path) -> None:
         ensure_include(tmp_path / "config", tmp_path / 'a"b')
 
 
-def test_blocks_share_connections_through_a_private_short_control_path(tmp_path: Path) -> None:
-    home = tmp_path / "gd"
-    add_entry(home, entry("box"))
-    text = sshconfig.config_path(home).read_text()
-    assert "ControlMaster auto" in text and "ControlPersist" in text
-    path = Path(text.split("ControlPath ", 1)[1].split("\n", 1)[0])
-    assert path.parent == home / "cm"
-    assert mode(home / "cm") == 0o700
-    # Room for OpenSSH's temporary 17-character suffix inside a 108-byte sun_path.
-    assert len(str(path)) + 17 < 108
-    # A new port (the container restarted) means a new socket, never the old master's.
-    add_entry(home, entry("box", port=40023))
-    moved = sshconfig.config_path(home).read_text()
-    assert str(path) not in moved and "ControlPath" in moved
+def test_blocks_share_connections_through_a_private_short_control_path() -> None:
+    # A home as short as a user's ~/.config/gpudesk: pytest's tmp_path, longer still in
+    # pytest-xdist's per-worker folders, can leave no room for a socket path.
+    with tempfile.TemporaryDirectory(prefix="gd-") as short:
+        home = Path(short) / "gd"
+        add_entry(home, entry("box"))
+        text = sshconfig.config_path(home).read_text()
+        assert "ControlMaster auto" in text and "ControlPersist" in text
+        path = Path(text.split("ControlPath ", 1)[1].split("\n", 1)[0])
+        assert path.parent == home / "cm"
+        assert mode(home / "cm") == 0o700
+        # Room for OpenSSH's temporary 17-character suffix inside a 108-byte sun_path.
+        assert len(str(path)) + 17 < 108
+        # A new port (the container restarted) means a new socket, never the old master's.
+        add_entry(home, entry("box", port=40023))
+        moved = sshconfig.config_path(home).read_text()
+        assert str(path) not in moved and "ControlPath" in moved
 
 
 def test_no_connection_sharing_when_the_home_is_too_deep_for_a_socket(tmp_path: Path) -> None:
