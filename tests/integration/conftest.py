@@ -26,8 +26,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # run one at a time on one worker, while the other worker runs the rest.
             item.add_marker(pytest.mark.xdist_group("testbed"))
     # A test that waits for work started early (tests/integration/early.py) runs last, so the
-    # rest of the session overlaps that work instead of waiting for it.
-    items.sort(key=lambda item: bool(getattr(getattr(item, "module", None), "RUN_LAST", False)))
+    # rest of the session overlaps that work instead of waiting for it; so does a test that
+    # restarts the shared dockerd (marked `restarts_dockerd`), which waits for that work first.
+    items.sort(key=runs_last)
+
+
+def runs_last(item: pytest.Item) -> bool:
+    module_last = bool(getattr(getattr(item, "module", None), "RUN_LAST", False))
+    return module_last or item.get_closest_marker("restarts_dockerd") is not None
 
 
 _bed: list[Any] = []  # what testbed_module.up() gave (or raised), once per session

@@ -38,6 +38,15 @@ def on_session_end(cleanup: Callable[[], None]) -> None:
         _cleanups.append(cleanup)
 
 
+def settle() -> None:
+    """Wait for every job started so far (a test about to restart dockerd would kill them)."""
+    with _lock:
+        jobs = list(_jobs.values())
+    for job in jobs:
+        with contextlib.suppress(Exception):  # each job's own test reports its failure
+            job.result()
+
+
 def finish() -> None:
     with _lock:
         cleanups, _cleanups[:] = list(_cleanups), []

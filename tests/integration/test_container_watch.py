@@ -28,6 +28,7 @@ from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.containers.watch import ContainersStale
 from gpudesk.core.fleet import Fleet, connect_blocking
 from scripts import testbed as testbed_module
+from tests.integration import early
 from tests.integration.bed import bed_host
 
 HOST = "watched"
@@ -181,7 +182,9 @@ def test_the_list_recovers_after_the_event_channel_drops_and_shows_a_container_s
 
 
 def restart_dockerd(bound: float) -> None:
-    """Stop the test bed's dockerd (its containers stop with it) and start it again."""
+    """Stop the test bed's dockerd (its containers stop with it) and start it again, once the
+    work started early in the background (the README install's container) has ended."""
+    early.settle()
     pid = testbed_module._read_pid(testbed_module.RUN_DIR / "docker" / "docker.pid")
     assert pid, "the test bed's dockerd has no pid file"
     os.kill(pid, signal.SIGTERM)
@@ -193,6 +196,7 @@ def restart_dockerd(bound: float) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.restarts_dockerd
 def test_the_list_recovers_after_dockerd_restarts(
     watched: tuple[FleetState, ApplyingSink], testbed: Any, docker_client: Any
 ) -> None:
