@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,9 +226,16 @@ def test_follower_keeps_a_bounded_buffer_and_counts_everything() -> None:
     assert all(len(b) <= 100 for b in batches)
 
 
-def test_tail_command_is_quoted() -> None:
-    assert logs.tail_command("/x/my log", 50) == "tail -n 50 -F -- '/x/my log'"
-    assert logs.tail_command("/x", 5, follow=False) == "tail -n 5 -- /x"
+def test_the_log_reader_request_is_quoted_and_bounded() -> None:
+    spec = logs.log_spec("/ws/my ws/runs/r'1/train.log", 10**30, True, depth=3)
+    assert spec["root"] == "/ws/my ws" and spec["path"] == ["runs", "r'1", "train.log"]
+    assert spec["lines"] == logs.MAX_TAIL_LINES and spec["max_bytes"] == logs.DEFAULT_MAX_BYTES
+    assert logs.log_spec("/x/a.log", 2, False)["max_bytes"] == 3 * (logs.MAX_LINE_BYTES + 1)
+    command = logs.log_command(spec)
+    assert shlex.split(command)[:2] == ["python3", "-"]
+    assert json.loads(shlex.split(command)[2]) == {"log": spec}
+    with pytest.raises(logs.LogError):
+        logs.log_spec("relative/train.log", 1, False)
     assert logs.LogTarget.container("c").kind is logs.TargetKind.CONTAINER
 
 
