@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from gpudesk.core import shell, sshconfig
 from gpudesk.core.config import Host, HostKind, Inventory, Paths
+from gpudesk.core.connection import ExecResult
 from gpudesk.core.containers import (
     ContainerError,
     ContainerInfo,
@@ -25,6 +26,7 @@ from gpudesk.core.containers import (
     Removed,
     ready_probe,
 )
+from gpudesk.core.containers.launch import check_workspace
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
     SSH_HOST_PREFIX,
@@ -38,6 +40,67 @@ from gpudesk.core.forwards import Forward, ForwardKey, PortMemory, local_opener,
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 PROBE_TIMEOUT = 3.0
+# The images' login user (Dockerfile: useradd -u 1000 dev); its uid follows the workspace owner.
+CONTAINER_UID = 1000
+
+# The workspace path with every existing part resolved (symlinks followed), in POSIX sh: the
+# deepest folder that exists is resolved with `cd -P`, the parts still to be made are appended.
+_RESOLVE_SCRIPT = """
+p=$1 rest=
+while [ ! -d "$p" ]; do
+    rest=/$(basename -- "$p")$rest
+    p=$(dirname -- "$p")
+done
+printf '%s%s' "$(cd -P -- "$p" && pwd -P)" "$rest"
+"""
+# Makes the workspace. Only a folder made here gets the container user as owner (when the SSH
+# user may chown, i.e. is root); an existing folder keeps its owner and only reports it.
+_PREPARE_SCRIPT = """
+p=$1 uid=$2
+mkdir -p -- "$(dirname -- "$p")" || exit 4
+if mkdir -- "$p" 2>/dev/null; then
+    if [ "$(id -u)" = 0 ]; then chown -- "$uid:$uid" "$p" || exit 5; fi
+    echo created
+elif [ -d "$p" ]; then
+    echo "existing $(stat -c %u -- "$p")"
+else
+    echo "it exists and is not a folder" >&2
+    exit 3
+fi
+"""
+
+Exec = Callable[[str], ExecResult]
+
+
+def prepare_workspace(run: Exec, path: str, home: str | None = None, host: str = "") -> None:
+    """Create the workspace ``path`` on the host ``run`` executes on, owned by the container
+    user, or accept an existing folder the container user may own; refuse anything else.
+
+    gpudesk never changes the owner of a folder it did not create: an existing root-owned folder
+    is refused rather than handed to uid 1000 (who may be an unrelated account on the host).
+    The path is checked as given and with its symlinks resolved, before anything is made.
+    """
+    where = f" on {host}" if host else ""
+    check_workspace(path, home)
+    resolved = run(shell.command(["sh", "-c", _RESOLVE_SCRIPT, "sh", path]))
+    real = resolved.text()
+    if not resolved.ok or not real.startswith("/"):
+        raise ContainerError(
+            f"Cannot resolve the workspace {path}{where}: {resolved.error_text() or 'sh failed'}."
+        )
+    if real != path:
+        check_workspace(real, home)
+    made = run(shell.command(["sh", "-c", _PREPARE_SCRIPT, "sh", path, str(CONTAINER_UID)]))
+    answer = made.text().split()
+    if not made.ok or not answer:
+        raise ContainerError(
+            f"Cannot create the workspace {path}{where}: {made.error_text() or 'mkdir failed'}."
+        )
+    if answer[0] == "existing" and answer[1:] == ["0"]:
+        raise ContainerError(
+            f"The workspace {path}{where} exists and belongs to root; gpudesk only hands folders"
+            " it creates to the container user, so give a new path or chown it yourself."
+        )
 
 
 _SPEC_FIELDS = {f.name for f in fields(LaunchSpec)}
@@ -149,6 +212,7 @@ class DevContainers:
         self.service = service
         self.inventory = inventory
         self.paths = inventory.paths
+        self._home: str | None = None
 
     @property
     def host(self) -> Host:
@@ -166,29 +230,34 @@ class DevContainers:
     def remote_home(self) -> str:
         if self.local:
             return str(Path.home())
-        result = self.service.conn.exec('printf %s "$HOME"', timeout=20)
-        home = result.text().strip()
-        if not result.ok or not home.startswith("/"):
-            raise ContainerError(f"Cannot find the home folder on {self.host.name}.")
-        return home
+        if self._home is None:
+            result = self.service.conn.exec('printf %s "$HOME"', timeout=20)
+            home = result.text().strip()
+            if not result.ok or not home.startswith("/"):
+                raise ContainerError(f"Cannot find the home folder on {self.host.name}.")
+            self._home = home
+        return self._home
 
     def resolve_workspace(self, name: str, workspace: str | None) -> str:
+        """The workspace path on the host, ``~`` expanded, checked (see check_workspace)."""
         raw = workspace or f"~/gpudesk/{name}"
+        home = self.remote_home()
         if raw == "~" or raw.startswith("~/"):
-            raw = self.remote_home() + raw[1:]
-        if not PurePosixPath(raw).is_absolute():
+            raw = home + raw[1:]
+        if not raw.startswith("/"):
             raise ContainerError(
                 f"The workspace {raw!r} must be an absolute path or start with ~/ on the host."
             )
+        check_workspace(raw, home)
         return raw
 
     def ensure_dir(self, path: str) -> None:
-        result = self.service.conn.exec(shell.command(["mkdir", "-p", "--", path]), timeout=30)
-        if not result.ok:
-            raise ContainerError(
-                f"Cannot create the workspace {path} on {self.host.name}: "
-                f"{result.error_text() or 'mkdir failed'}."
-            )
+        prepare_workspace(
+            lambda command: self.service.conn.exec(command, timeout=30),
+            path,
+            self.remote_home(),
+            self.host.name,
+        )
 
     def _open(self, port: int) -> Any:
         return self.service.conn.open_tcp("127.0.0.1", port, PROBE_TIMEOUT)

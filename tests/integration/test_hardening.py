@@ -161,3 +161,89 @@ def test_following_a_log_ends_its_host_reader_when_gpudesk_goes(hostile_workspac
         follow.wait()
     assert follow.returncode != 0 and "regular file" in err
     assert not any(line in out + err for line in shadow_lines())
+
+
+# ---------------------------------------------------------------------- workspaces
+
+
+@pytest.fixture
+def operator_key(isolated_home: Path) -> Path:
+    key = isolated_home / ".ssh" / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+@pytest.fixture
+def hardtest_containers(docker_client: Any) -> Iterator[None]:
+    yield
+    for container in docker_client.containers.list(all=True, filters={"name": "hardtest-"}):
+        container.remove(force=True)
+
+
+def launch(testbed: Any, name: str, workspace: str) -> subprocess.CompletedProcess[str]:
+    return cli("launch", "ssh", "--host", "bed", "--name", name, "--base-image",
+               testbed.base_image, "--workspace", workspace)  # fmt: skip
+
+
+def test_workspaces_gpudesk_must_not_hand_over_are_refused(  # noqa: PLR0917 - fixtures
+    bed: str,
+    testbed: Any,
+    operator_key: Path,
+    hardtest_containers: None,
+    docker_client: Any,
+    tmp_path: Path,
+) -> None:
+    root_owned = tmp_path / "root-owned"
+    root_owned.mkdir()
+    (tmp_path / "to-etc").symlink_to("/etc")
+    marker = f"gpudesk-hardtest-{uuid.uuid4().hex[:8]}"
+    home_owner = os.stat("/root").st_uid
+    cases = {
+        str(root_owned): "belongs to root",
+        f"~/../var/tmp/{marker}": "'..'",
+        "~": "home folder",
+        f"/etc/{marker}": "system folder",
+        "/": "whole GPU host shares",
+        f"{tmp_path}/to-etc/{marker}": "system folder",  # a symlink on the way to /etc
+    }
+    for workspace, why in cases.items():
+        done = launch(testbed, "hardtest-ws", workspace)
+        assert done.returncode != 0, workspace
+        # Progress lines, then one sentence saying why; no traceback.
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("gpudesk: ") and why in last, (workspace, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert root_owned.stat().st_uid == 0
+    assert os.stat("/root").st_uid == home_owner
+    assert not Path(f"/etc/{marker}").exists() and not Path(f"/var/tmp/{marker}").exists()
+    assert docker_client.containers.list(all=True, filters={"name": "hardtest-ws"}) == []
+
+
+def test_a_new_workspace_is_made_for_the_container_user_and_the_image_never_chowns(  # noqa: PLR0917
+    bed: str,
+    testbed: Any,
+    operator_key: Path,
+    hardtest_containers: None,
+    docker_client: Any,
+    tmp_path: Path,
+) -> None:
+    from gpudesk.core.containers import Containers, LaunchSpec
+
+    fresh = tmp_path / "fresh" / "ws"
+    done = launch(testbed, "hardtest-new", str(fresh))
+    assert done.returncode == 0, done.stderr
+    assert fresh.stat().st_uid == 1000 and fresh.parent.stat().st_uid == 0
+    # Even when something else mounts a root-owned folder, the image leaves its owner alone
+    # (before: its entrypoint chowned any root-owned /workspace to uid 1000).
+    plain = tmp_path / "plain"
+    Containers(docker_client).launch(
+        LaunchSpec(
+            flavour=Flavour.SSH,
+            name="hardtest-plain",
+            workspace=str(plain),
+            public_key=operator_key.with_suffix(".pub").read_text(),
+            base_image=testbed.base_image,
+        ),
+        lambda path: Path(path).mkdir(parents=True, exist_ok=True),
+    )
+    assert plain.stat().st_uid == 0

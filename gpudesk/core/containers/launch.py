@@ -50,6 +50,50 @@ READY_TIMEOUT = 120.0
 PROBE_INTERVAL = 0.5
 _MEMORY_RE = re.compile(r"\d+(\.\d+)?[kmg]?b?", re.IGNORECASE)
 
+# Host folders a workspace may never be in: bind-mounted into a container, their contents would
+# be the container's to read and write (and the container user's uid would own what it writes).
+SYSTEM_TREES = (
+    "/etc", "/usr", "/var", "/boot", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+    "/proc", "/sys", "/dev", "/run", "/snap",
+)  # fmt: skip
+# Folders shared by many (homes, temporary files, mounts): only a folder inside them will do.
+SHARED_FOLDERS = ("/", "/root", "/home", "/tmp", "/opt", "/srv", "/mnt", "/media")
+
+
+def check_workspace(path: str, home: str | None = None) -> None:
+    """Refuse a workspace path gpudesk must not mount: relative, with ``..``, a system folder,
+    a folder many share, or (given the SSH user's ``home``) that home, a folder above it, or
+    its ``.ssh``. One sentence saying why; checked on the path as given and as resolved."""
+    example = "pick a folder of its own, like ~/gpudesk/NAME"
+    if not path.startswith("/"):
+        raise ContainerError(
+            f"The workspace {path!r} must be an absolute path on the GPU host; {example}."
+        )
+    if ".." in path.split("/"):
+        raise ContainerError(f"The workspace {path!r} must not contain '..'; {example}.")
+    pure = PurePosixPath(path)
+    home_path = PurePosixPath(home) if home else None
+    if home_path is not None:
+        ssh_dir = home_path / ".ssh"
+        if pure == ssh_dir or ssh_dir in pure.parents:
+            raise ContainerError(f"The workspace {path} is the SSH user's .ssh folder; {example}.")
+        if pure == home_path:
+            raise ContainerError(
+                f"The workspace {path} would hand the SSH user's home folder to the container;"
+                f" {example}."
+            )
+    for tree in SYSTEM_TREES:
+        if pure == PurePosixPath(tree) or PurePosixPath(tree) in pure.parents:
+            raise ContainerError(
+                f"The workspace {path} is inside {tree}, a system folder of the GPU host; {example}."
+            )
+    if str(pure) in SHARED_FOLDERS:
+        raise ContainerError(
+            f"The workspace {path} is a folder the whole GPU host shares; {example}."
+        )
+    if home_path is not None and pure in home_path.parents:
+        raise ContainerError(f"The workspace {path} holds the SSH user's home folder; {example}.")
+
 
 class Containers(ContainerEngine):
     """Dev container operations on one Docker engine: queries, actions and launch."""
@@ -66,7 +110,9 @@ class Containers(ContainerEngine):
     ) -> LaunchResult:
         """Create and start a dev container and wait until it answers.
 
-        ``ensure_dir`` creates the workspace folder on the GPU host; ``probe`` checks readiness
+        ``ensure_dir`` creates the workspace folder on the GPU host, owned by the container
+        user when it makes it (the image never changes a folder's owner; see
+        :func:`gpudesk.core.devcontainers.prepare_workspace`); ``probe`` checks readiness
         through the published port on the host's 127.0.0.1 (defaults to a direct local probe,
         which only works when the engine is local). If anything fails after the container was
         created, the container is removed again; the workspace folder is kept.
@@ -74,10 +120,7 @@ class Containers(ContainerEngine):
         emit = on_progress or (lambda _line: None)
         validate_name(spec.name)
         validate_user(spec.user)
-        if not PurePosixPath(spec.workspace).is_absolute():
-            raise ContainerError(
-                f"The workspace {spec.workspace!r} must be an absolute path on the GPU host."
-            )
+        check_workspace(spec.workspace)
         if spec.memory and not _MEMORY_RE.fullmatch(spec.memory.strip()):
             raise ContainerError(
                 f"{spec.memory!r} is not a memory size; write a number with k, m or g, like 64g."
