@@ -105,9 +105,25 @@ def validate_name(name: str) -> str:
     return name
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents for this user only (0700): gpudesk's home holds
+    host keys, forwarded ports and the ssh config of every container. Folders that exist
+    keep their modes."""
+    missing: list[Path] = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another gpudesk
+        os.chmod(folder, 0o700)  # whatever the umask says
+
+
 def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` so readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)

@@ -96,6 +96,8 @@ class SshConnection:
         self._stop = threading.Event()
         self.status = ConnStatus(host.name, ConnState.CONNECTING)
         self.pending_key: paramiko.PKey | None = None
+        # The new host key this connection trusted with accept_new_host_key, for telling the user.
+        self.accepted_key: paramiko.PKey | None = None
 
     # ------------------------------------------------------------------ status
 
@@ -175,8 +177,13 @@ class SshConnection:
             options.key_types = preferred + [t for t in options.key_types if t not in preferred]
         try:
             transport.start_client(timeout=self.connect_timeout)
-            self._verify_host_key(transport, accept_new_host_key)
+            new_key = self._verify_host_key(transport, accept_new_host_key)
             self._authenticate(transport)
+            if new_key is not None:
+                # Kept only once the host also let us in: a key accepted for a host we then
+                # could not log in to (a typo'd address, someone else's machine) is not trusted.
+                self.keys.add(self.known_name, new_key)
+                self.accepted_key = new_key
         except SshError:
             transport.close()
             raise
@@ -192,11 +199,15 @@ class SshConnection:
         if old is not None:
             old.close()
 
-    def _verify_host_key(self, transport: paramiko.Transport, accept_new: bool) -> None:
+    def _verify_host_key(
+        self, transport: paramiko.Transport, accept_new: bool
+    ) -> paramiko.PKey | None:
+        """None for a known key; the new key when ``accept_new`` lets it in (the caller keeps
+        it after authentication); raises for a changed or an unknown key."""
         key = transport.get_remote_server_key()
         verdict = self.keys.check(self.known_name, key)
         if verdict == "ok":
-            return
+            return None
         fp = fingerprint(key)
         if verdict == "changed":
             raise HostKeyChanged(
@@ -208,8 +219,7 @@ class SshConnection:
                 self.known_name,
             )
         if accept_new:
-            self.keys.add(self.known_name, key)
-            return
+            return key
         self.pending_key = key
         raise HostKeyUnknown(
             f"The host key of {self.known_name} is not known ({key.get_name()} {fp}); "

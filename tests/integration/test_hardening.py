@@ -247,3 +247,51 @@ def test_a_new_workspace_is_made_for_the_container_user_and_the_image_never_chow
         lambda path: Path(path).mkdir(parents=True, exist_ok=True),
     )
     assert plain.stat().st_uid == 0
+
+
+# ---------------------------------------------------------------------- host keys and modes
+
+
+def test_a_trusted_key_is_shown_kept_only_after_login_and_gpudesk_home_is_private(
+    testbed: Any, isolated_home: Path, tmp_path: Path
+) -> None:
+    gpudesk_home = Path(os.environ["GPUDESK_HOME"])
+    assert not gpudesk_home.exists()
+    dest = f"ssh://root@127.0.0.1:{testbed.ssh_port}"
+    known_name = f"[127.0.0.1]:{testbed.ssh_port}"
+    # The fingerprint as OpenSSH computes it from the test sshd's public key.
+    line_file = tmp_path / "host_key_line"
+    line_file.write_text(testbed.ssh_known_hosts_line + "\n")
+    reference = subprocess.run(
+        ["ssh-keygen", "-lf", str(line_file)], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+    assert reference.startswith("SHA256:")
+
+    # A key nobody authorized: the host key is accepted, then login fails; nothing is kept.
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
+                   check=True)  # fmt: skip
+    failed = cli("hosts", "add", "bed", dest, "--identity", str(stranger), "--accept-new-host-key")
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    known = gpudesk_home / "known_hosts"
+    assert not known.exists() or known_name not in known.read_text()
+    assert "bed" not in cli("hosts", "ls").stdout
+
+    added = cli("hosts", "add", "bed", dest, "--identity", testbed.ssh_client_key,
+                "--accept-new-host-key")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert f"Trusted the new host key of {known_name}: ED25519 key fingerprint is {reference}" in (
+        added.stderr
+    )
+    assert known_name in known.read_text()
+    # Known now: nothing more is trusted, so nothing is said.
+    again = cli("hosts", "check", "bed", "--accept-new-host-key")
+    assert again.returncode == 0, again.stderr
+    assert "Trusted" not in again.stderr
+
+    # Everything gpudesk made under its home (and the home itself) is this user's only.
+    cli("ps", "--host", "bed")  # writes state (completion names)
+    assert gpudesk_home.stat().st_mode & 0o777 == 0o700
+    for path in gpudesk_home.rglob("*"):
+        want = 0o700 if path.is_dir() else 0o600
+        assert path.stat().st_mode & 0o777 == want, path
