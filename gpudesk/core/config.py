@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -106,19 +107,11 @@ def validate_name(name: str) -> str:
 
 
 def private_dir(path: Path) -> None:
-    """Create ``path`` and its missing parents for this user only (0700): gpudesk's home holds
-    host keys, forwarded ports and the ssh config of every container. Folders that exist
-    keep their modes."""
-    missing: list[Path] = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for folder in reversed(missing):
-        try:
+    """Make ``path`` and its missing parents 0700 (keys, ssh configs); others keep their modes."""
+    for folder in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another gpudesk
             folder.mkdir(mode=0o700)
-        except FileExistsError:
-            continue  # made meanwhile by another gpudesk
-        os.chmod(folder, 0o700)  # whatever the umask says
+            os.chmod(folder, 0o700)  # whatever the umask says
 
 
 def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:

@@ -1,11 +1,9 @@
 """Following a run's log or a container's output with bounded memory.
 
-A run's log (or another file on the GPU host) is read by the payload's ``run_reader.py``, piped
-into ``python3 -`` on the host through one exec channel of the host's connection: it opens the
-file below its run folder without following symlinks, refuses anything but a regular file,
-reads at most a bounded tail, and follows truncation and rotation as ``tail -F`` does until the
-channel closes. Its output is framed, so the file's contents cannot pass for its error
-messages. A container's output comes from the Docker API's log stream with ``tail=N``. The stream is read in
+A run's log (or another file on the GPU host) is read by the payload's host-side reader through
+one exec channel of the host's connection (:mod:`gpudesk.core.logread`: no symlinks, regular
+files only, a bounded tail, then truncation and rotation followed as ``tail -F`` does); a
+container's output comes from the Docker API's log stream with ``tail=N``. The stream is read in
 large chunks and split into lines in bulk, as bytes; lines are decoded only when read. They land
 in a ring buffer bounded in lines and in bytes (and single lines are cut at 64 KiB, saying so),
 so memory stays bounded whatever the log holds; a counter keeps the total number of lines seen.
@@ -14,18 +12,16 @@ so memory stays bounded whatever the log holds; a counter keeps the total number
 from __future__ import annotations
 
 import contextlib
-import json
-import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import PurePosixPath
 from typing import Any
 
-from gpudesk.core import shell
+from gpudesk.core import logread
 from gpudesk.core.errors import GpudeskError
+from gpudesk.core.logread import LogError
 from gpudesk.core.service import Service
 
 DEFAULT_TAIL = 200
@@ -34,17 +30,8 @@ DEFAULT_MAX_BYTES = 16 * 2**20  # a follower's buffer, whatever its lines' lengt
 MAX_LINE_BYTES = 64 * 1024  # longer lines are cut, with a note saying so
 FLUSH_INTERVAL = 0.05
 FLUSH_LINES = 2_000
-# What the host-side reader may send at once (it sends 256 KiB frames); more is a broken stream.
-MAX_FRAME_BYTES = 4 * 2**20
-# The most lines a tail asks for; a bigger -n means "all", which the byte bound limits anyway.
-MAX_TAIL_LINES = 10**9
-RUN_LOG_DEPTH = 3  # runs/<name>/train.log below the workspace
 
 BatchCallback = Callable[[list[str], int], None]
-
-
-class LogError(GpudeskError):
-    """A log could not be followed; the message is one sentence for the user."""
 
 
 class TargetKind(StrEnum):
@@ -78,86 +65,6 @@ class LogTarget:
     @property
     def title(self) -> str:
         return f"{self.kind.value} {self.name}"
-
-
-def log_spec(path: str, lines: int, follow: bool, depth: int = 1) -> dict[str, Any]:
-    """The host-side reader's request for ``path``: its last ``depth`` components are checked
-    one by one on the host (no symlinks, a regular file at the end), the folder above them is
-    the trusted root. The bytes read are bounded: at most ``lines`` lines of at most
-    MAX_LINE_BYTES each (longer lines are cut here anyway), and never over DEFAULT_MAX_BYTES."""
-    parts = PurePosixPath(path).parts
-    if len(parts) <= depth or parts[0] != "/":
-        raise LogError(f"{path} is not an absolute path of a file in a folder on the GPU host.")
-    lines = min(max(0, lines), MAX_TAIL_LINES)
-    return {
-        "root": str(PurePosixPath(*parts[:-depth])),
-        "path": list(parts[-depth:]),
-        "lines": lines,
-        "max_bytes": min(DEFAULT_MAX_BYTES, (lines + 1) * (MAX_LINE_BYTES + 1)),
-        "follow": follow,
-    }
-
-
-def log_command(spec: dict[str, Any]) -> str:
-    return shell.command(["python3", "-", json.dumps({"log": spec})])
-
-
-class Deframer:
-    """The host-side reader's frames in, the file's bytes out; its error frame raises
-    :class:`LogError`, and ``finished`` says whether it said it was done."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.finished = False
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        buf = self._buf
-        buf += chunk
-        out: list[bytes] = []
-        start = 0
-        while len(buf) - start >= 5:
-            kind = bytes(buf[start : start + 1])
-            (size,) = struct.unpack_from(">I", buf, start + 1)
-            if kind not in (b"D", b"E", b"Z") or size > MAX_FRAME_BYTES:
-                raise LogError("The host's log reader sent something unreadable; try again.")
-            if len(buf) - start - 5 < size:
-                break
-            body = bytes(buf[start + 5 : start + 5 + size])
-            start += 5 + size
-            if kind == b"D":
-                out.append(body)
-            elif kind == b"E":
-                raise LogError(body.decode("utf-8", "replace"))
-            else:
-                self.finished = True
-        del buf[:start]
-        return out
-
-
-class _FramedStream:
-    """The reader's channel as raw ``chunks()`` of the file's bytes, with ``close()``."""
-
-    def __init__(self, stream: Any, follow: bool) -> None:
-        self._stream = stream
-        self._follow = follow
-
-    def chunks(self) -> Iterator[bytes]:
-        deframer = Deframer()
-        for chunk in self._stream.chunks():
-            yield from deframer.feed(chunk)
-        if not self._follow and not deframer.finished:
-            raise LogError("The log could not be read on the GPU host; is python3 there?")
-
-    def close(self) -> None:
-        self._stream.close()
-
-
-@contextlib.contextmanager
-def _framed(service: Service, spec: dict[str, Any]) -> Iterator[_FramedStream]:
-    from gpudesk.core.runs.discovery import reader_source
-
-    with service.conn.open_lines(log_command(spec), stdin=reader_source()) as stream:
-        yield _FramedStream(stream, bool(spec["follow"]))
 
 
 def decode_lines(raw: list[bytes]) -> list[str]:
@@ -454,8 +361,10 @@ def file_opener(
     service: Service, path: str, lines: int, follow: bool = True, *, depth: int = 1
 ) -> Callable[[], Any]:
     """Open the host-side reader of ``path`` (see :func:`log_spec`) as one exec channel."""
-    spec = log_spec(path, lines, follow, depth)
-    return lambda: _framed(service, spec)
+    spec = logread.log_spec(
+        path, lines, follow, depth, max_bytes=DEFAULT_MAX_BYTES, max_line=MAX_LINE_BYTES
+    )
+    return lambda: logread.framed(service, spec)
 
 
 def container_opener(
@@ -502,7 +411,7 @@ def follower(
         if not target.path:
             target = resolve(service, target)
         # A run's log is checked from the workspace down: runs/<name>/train.log.
-        depth = RUN_LOG_DEPTH if target.kind is TargetKind.RUN else 1
+        depth = logread.RUN_LOG_DEPTH if target.kind is TargetKind.RUN else 1
         opener = file_opener(service, target.path, tail, follow, depth=depth)
     return LogFollower(opener, on_batch, max_lines=max(max_lines, tail))
 

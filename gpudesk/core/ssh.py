@@ -96,8 +96,7 @@ class SshConnection:
         self._stop = threading.Event()
         self.status = ConnStatus(host.name, ConnState.CONNECTING)
         self.pending_key: paramiko.PKey | None = None
-        # The new host key this connection trusted with accept_new_host_key, for telling the user.
-        self.accepted_key: paramiko.PKey | None = None
+        self.accepted_key: paramiko.PKey | None = None  # trusted by accept_new_host_key
 
     # ------------------------------------------------------------------ status
 
@@ -180,8 +179,7 @@ class SshConnection:
             new_key = self._verify_host_key(transport, accept_new_host_key)
             self._authenticate(transport)
             if new_key is not None:
-                # Kept only once the host also let us in: a key accepted for a host we then
-                # could not log in to (a typo'd address, someone else's machine) is not trusted.
+                # Kept only after the login: a host that refused us (a typo) is not trusted.
                 self.keys.add(self.known_name, new_key)
                 self.accepted_key = new_key
         except SshError:
@@ -202,8 +200,7 @@ class SshConnection:
     def _verify_host_key(
         self, transport: paramiko.Transport, accept_new: bool
     ) -> paramiko.PKey | None:
-        """None for a known key; the new key when ``accept_new`` lets it in (the caller keeps
-        it after authentication); raises for a changed or an unknown key."""
+        """None if known; the new key if ``accept_new`` (kept after login); else raises."""
         key = transport.get_remote_server_key()
         verdict = self.keys.check(self.known_name, key)
         if verdict == "ok":
