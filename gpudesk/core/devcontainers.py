@@ -43,15 +43,16 @@ PROBE_TIMEOUT = 3.0
 # The images' login user (Dockerfile: useradd -u 1000 dev); its uid follows the workspace owner.
 CONTAINER_UID = 1000
 
-# The workspace path with every existing part resolved (symlinks followed), in POSIX sh: the
-# deepest folder that exists is resolved with `cd -P`, the parts still to be made are appended.
+# The SSH user's home, then the workspace path with every existing part resolved (symlinks
+# followed), in POSIX sh: the deepest folder that exists is resolved with `cd -P`, the parts
+# still to be made are appended.
 _RESOLVE_SCRIPT = """
 p=$1 rest=
 while [ ! -d "$p" ]; do
     rest=/$(basename -- "$p")$rest
     p=$(dirname -- "$p")
 done
-printf '%s%s' "$(cd -P -- "$p" && pwd -P)" "$rest"
+printf '%s\n%s%s' "$HOME" "$(cd -P -- "$p" && pwd -P)" "$rest"
 """
 # Makes the workspace. Only a folder made here gets the container user as owner (when the SSH
 # user may chown, i.e. is root); an existing folder keeps its owner and only reports it.
@@ -72,7 +73,7 @@ fi
 Exec = Callable[[str], ExecResult]
 
 
-def prepare_workspace(run: Exec, path: str, home: str | None = None, host: str = "") -> None:
+def prepare_workspace(run: Exec, path: str, host: str = "") -> None:
     """Create the workspace ``path`` on the host ``run`` executes on, owned by the container
     user, or accept an existing folder the container user may own; refuse anything else.
 
@@ -81,13 +82,15 @@ def prepare_workspace(run: Exec, path: str, home: str | None = None, host: str =
     The path is checked as given and with its symlinks resolved, before anything is made.
     """
     where = f" on {host}" if host else ""
-    check_workspace(path, home)
+    check_workspace(path)
     resolved = run(shell.command(["sh", "-c", _RESOLVE_SCRIPT, "sh", path]))
-    real = resolved.text()
+    home, _, real = resolved.text().partition("\n")
     if not resolved.ok or not real.startswith("/"):
         raise ContainerError(
             f"Cannot resolve the workspace {path}{where}: {resolved.error_text() or 'sh failed'}."
         )
+    home = home if home.startswith("/") else ""
+    check_workspace(path, home)
     if real != path:
         check_workspace(real, home)
     made = run(shell.command(["sh", "-c", _PREPARE_SCRIPT, "sh", path, str(CONTAINER_UID)]))
@@ -241,22 +244,20 @@ class DevContainers:
     def resolve_workspace(self, name: str, workspace: str | None) -> str:
         """The workspace path on the host, ``~`` expanded, checked (see check_workspace)."""
         raw = workspace or f"~/gpudesk/{name}"
-        home = self.remote_home()
+        home = None
         if raw == "~" or raw.startswith("~/"):
+            home = self.remote_home()
             raw = home + raw[1:]
         if not raw.startswith("/"):
             raise ContainerError(
                 f"The workspace {raw!r} must be an absolute path or start with ~/ on the host."
             )
-        check_workspace(raw, home)
+        check_workspace(raw, home)  # the rest, with the home, when it is made
         return raw
 
     def ensure_dir(self, path: str) -> None:
         prepare_workspace(
-            lambda command: self.service.conn.exec(command, timeout=30),
-            path,
-            self.remote_home(),
-            self.host.name,
+            lambda command: self.service.conn.exec(command, timeout=30), path, self.host.name
         )
 
     def _open(self, port: int) -> Any:
