@@ -301,6 +301,9 @@ def show_log(spec: dict[str, Any]) -> int:
             " device); gpudesk does not read it.".encode(),
         )
         return 3
+    except OSError as exc:
+        _frame(b"E", f"Cannot open {shown} on the host: {exc.strerror or exc}.".encode())
+        return 3
     if fd is not None:
         data, pos = last_lines(fd, int(spec["lines"]), int(spec["max_bytes"]))
         _send(data)
