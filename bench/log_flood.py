@@ -1,7 +1,8 @@
 """Benchmark: a log flooded with 200,000 lines on the test bed host, followed two ways.
 
-1. gpudesk: a :class:`LogFollower` over the test bed's SSH connection (``tail -n 0 -F`` in one
-   exec channel) into its bounded ring buffer; reports lines/s ingested and the follower's
+1. gpudesk: a :class:`LogFollower` over the test bed's SSH connection (the host-side run
+   reader following the file in one exec channel, as ``tail -n 0 -F`` would) into its bounded
+   ring buffer; reports lines/s ingested and the follower's
    memory (peak RSS growth of this process while following, and the buffer's size).
 2. raw: ``ssh host tail -n 0 -F`` (OpenSSH) on a fresh file of the same lines, counting lines on
    its stdout.
@@ -66,7 +67,7 @@ READY = "gpudesk-bench-ready"
 
 
 def announce_until(path: Path, seen: threading.Event) -> None:
-    """Append a marker line until the follower has shown it: then `tail -F` is reading."""
+    """Append a marker line until the follower has shown it: then the follower is reading."""
     while not seen.is_set():
         with path.open("a") as f:
             f.write(READY + "\n")
@@ -100,7 +101,7 @@ def bench_gpudesk(service: Any, path: Path, n: int, buffer: int) -> dict[str, fl
     sampler = threading.Thread(target=sample, daemon=True)
     thread.start()
     sampler.start()
-    # tail -F must have opened the file before the flood starts, or it would miss lines.
+    # The follower must have opened the file before the flood starts, or it would miss lines.
     announce_until(path, ready)
     start = time.perf_counter()
     writer = write_flood(path, n)

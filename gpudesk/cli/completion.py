@@ -123,12 +123,12 @@ def script(shell: str, parser: argparse.ArgumentParser) -> str:
 
 def remember(kind: str, names: Iterable[str]) -> None:
     """Keep the names ``ps``/``runs`` printed for completion; best effort, never an error."""
-    from gpudesk.core.config import Paths
+    from gpudesk.core.config import Paths, private_dir
 
     folder = Path(Paths.from_env().state_dir) / "completion"
     text = "".join(f"{n}\n" for n in sorted(set(names)) if n and n.isprintable() and " " not in n)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{kind}.")
         with os.fdopen(fd, "w") as f:
             f.write(text)

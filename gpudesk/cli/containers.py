@@ -25,8 +25,9 @@ from gpudesk.cli.common import (
     report_failure,
 )
 from gpudesk.core import sshconfig
-from gpudesk.core.config import Inventory, user_ssh_config_path
+from gpudesk.core.config import Inventory
 from gpudesk.core.containers import BaseImageMissingError, ContainerInfo, ContainerNotFoundError
+from gpudesk.core.destinations import user_ssh_config_path
 from gpudesk.core.devcontainers import DevContainers, LaunchRequest
 from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour, has_sudo
 from gpudesk.core.fleet import Fleet

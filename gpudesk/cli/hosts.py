@@ -8,11 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gpudesk.cli.common import print_json, print_table
-from gpudesk.core.config import Host, Inventory, host_from_destination
+from gpudesk.core.config import Host, Inventory
+from gpudesk.core.destinations import host_from_destination
 from gpudesk.core.engine import EngineError
 from gpudesk.core.fleet import Fleet, HostService, connect_blocking
 from gpudesk.core.hostcheck import run_checks
-from gpudesk.core.ssh import SshError
+from gpudesk.core.hostkeys import trusted_message
+from gpudesk.core.ssh import SshConnection, SshError
 
 
 def _host_row(host: Host) -> dict[str, Any]:
@@ -26,6 +28,17 @@ def _host_row(host: Host) -> dict[str, Any]:
         "jump": host.jump,
         "builtin": host.builtin,
     }
+
+
+def report_trusted_keys(service: HostService) -> None:
+    """Say which new host keys --accept-new-host-key trusted (the jump host's too), on stderr
+    as ssh does, so scripted output stays clean."""
+    conn: object = service.conn
+    while isinstance(conn, SshConnection):
+        if conn.accepted_key is not None:
+            print(trusted_message(conn.known_name, conn.accepted_key), file=sys.stderr)
+            conn.accepted_key = None
+        conn = conn.jump
 
 
 def cmd_hosts_ls(args: argparse.Namespace) -> int:
@@ -49,6 +62,7 @@ def cmd_hosts_add(args: argparse.Namespace) -> int:
         try:
             connect_blocking(service.conn, accept_new_host_key=args.accept_new_host_key)
         finally:
+            report_trusted_keys(service)
             fleet.close()
     inventory.add(host)
     print(f"added {host.name} ({host.destination})")
@@ -76,7 +90,10 @@ def _check(service: HostService, accept: bool) -> dict[str, Any]:
         "checks_error": None,
     }
     try:
-        connect_blocking(service.conn, accept_new_host_key=accept)
+        try:
+            connect_blocking(service.conn, accept_new_host_key=accept)
+        finally:
+            report_trusted_keys(service)
         row["state"] = "connected"
         latency = service.conn.probe_latency() if hasattr(service.conn, "probe_latency") else 0.0
         row["latency_ms"] = None if latency is None else round(latency, 2)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from gpudesk.core import shell, sshconfig
+from gpudesk.core import sshconfig
 from gpudesk.core.config import Host, HostKind, Inventory, Paths
 from gpudesk.core.containers import (
     ContainerError,
@@ -28,6 +28,7 @@ from gpudesk.core.containers import (
 )
 from gpudesk.core.containers.engine import EventStream
 from gpudesk.core.containers.listing import list_over_shell
+from gpudesk.core.containers.workspace import check_workspace, prepare_workspace
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
     SSH_HOST_PREFIX,
@@ -38,11 +39,9 @@ from gpudesk.core.flavours import (
 )
 from gpudesk.core.fleet import HostService
 from gpudesk.core.forwards import Forward, ForwardKey, PortMemory, local_opener, target_from_attrs
+from gpudesk.core.sshauth import DEFAULT_IDENTITIES
 
-DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 PROBE_TIMEOUT = 3.0
-
-
 _SPEC_FIELDS = {f.name for f in fields(LaunchSpec)}
 _RESOLVED = {"workspace", "public_key", "jupyter_token"}
 
@@ -110,7 +109,7 @@ def operator_key(host: Host, explicit: str | None = None) -> tuple[Path, str]:
     else:
         if host.identity:
             candidates.append(Path(host.identity).expanduser())
-        candidates += [Path.home() / ".ssh" / name for name in DEFAULT_KEYS]
+        candidates += [Path.home() / ".ssh" / name for name in DEFAULT_IDENTITIES]
     for private in candidates:
         public = private.with_name(private.name + ".pub")
         if private.exists() and public.exists():
@@ -152,6 +151,7 @@ class DevContainers:
         self.service = service
         self.inventory = inventory
         self.paths = inventory.paths
+        self._home: str | None = None
 
     @property
     def host(self) -> Host:
@@ -169,29 +169,32 @@ class DevContainers:
     def remote_home(self) -> str:
         if self.local:
             return str(Path.home())
-        result = self.service.conn.exec('printf %s "$HOME"', timeout=20)
-        home = result.text().strip()
-        if not result.ok or not home.startswith("/"):
-            raise ContainerError(f"Cannot find the home folder on {self.host.name}.")
-        return home
+        if self._home is None:
+            result = self.service.conn.exec('printf %s "$HOME"', timeout=20)
+            home = result.text().strip()
+            if not result.ok or not home.startswith("/"):
+                raise ContainerError(f"Cannot find the home folder on {self.host.name}.")
+            self._home = home
+        return self._home
 
     def resolve_workspace(self, name: str, workspace: str | None) -> str:
+        """The workspace path on the host, ``~`` expanded, checked (see check_workspace)."""
         raw = workspace or f"~/gpudesk/{name}"
+        home = None
         if raw == "~" or raw.startswith("~/"):
-            raw = self.remote_home() + raw[1:]
-        if not PurePosixPath(raw).is_absolute():
+            home = self.remote_home()
+            raw = home + raw[1:]
+        if not raw.startswith("/"):
             raise ContainerError(
                 f"The workspace {raw!r} must be an absolute path or start with ~/ on the host."
             )
+        check_workspace(raw, home)  # the rest, with the home, when it is made
         return raw
 
     def ensure_dir(self, path: str) -> None:
-        result = self.service.conn.exec(shell.command(["mkdir", "-p", "--", path]), timeout=30)
-        if not result.ok:
-            raise ContainerError(
-                f"Cannot create the workspace {path} on {self.host.name}: "
-                f"{result.error_text() or 'mkdir failed'}."
-            )
+        prepare_workspace(
+            lambda command: self.service.conn.exec(command, timeout=30), path, self.host.name
+        )
 
     def _open(self, port: int) -> Any:
         return self.service.conn.open_tcp("127.0.0.1", port, PROBE_TIMEOUT)

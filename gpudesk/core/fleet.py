@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gpudesk.core.config import ConfigError, Host, HostKind, Inventory, resolve_jump
+from gpudesk.core.config import ConfigError, Host, HostKind, Inventory
+from gpudesk.core.destinations import resolve_jump
 from gpudesk.core.engine import (
     EngineError,
     EngineInfo,

@@ -20,6 +20,22 @@ def fingerprint(key: paramiko.PKey) -> str:
     return str(key.fingerprint)
 
 
+def key_label(key: paramiko.PKey) -> str:
+    """OpenSSH's short name of the key type: ED25519, ECDSA, RSA."""
+    name = key.get_name()
+    if name.startswith("ecdsa-"):
+        return "ECDSA"
+    return name.removeprefix("ssh-").upper()
+
+
+def trusted_message(known_name: str, key: paramiko.PKey) -> str:
+    """What the CLI says after trusting a new host key, with the fingerprint as ssh shows it."""
+    return (
+        f"Trusted the new host key of {known_name}: {key_label(key)} key fingerprint is"
+        f" {fingerprint(key)}; compare it with the host's (ssh-keygen -lf on its host keys)."
+    )
+
+
 def known_hosts_name(hostname: str, port: int) -> str:
     return hostname if port == 22 else f"[{hostname}]:{port}"
 

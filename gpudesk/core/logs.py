@@ -1,7 +1,8 @@
 """Following a run's log or a container's output with bounded memory.
 
-A followed file is read by ``tail -n N -F`` on the GPU host through one exec channel of the
-host's connection (``-F`` follows truncation and rotation and never reads the whole file); a
+A run's log (or another file on the GPU host) is read by the payload's host-side reader through
+one exec channel of the host's connection (:mod:`gpudesk.core.logread`: no symlinks, regular
+files only, a bounded tail, then truncation and rotation followed as ``tail -F`` does); a
 container's output comes from the Docker API's log stream with ``tail=N``. The stream is read in
 large chunks and split into lines in bulk, as bytes; lines are decoded only when read. They land
 in a ring buffer bounded in lines and in bytes (and single lines are cut at 64 KiB, saying so),
@@ -18,8 +19,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from gpudesk.core import shell
+from gpudesk.core import logread
 from gpudesk.core.errors import GpudeskError
+from gpudesk.core.logread import LogError
 from gpudesk.core.service import Service
 
 DEFAULT_TAIL = 200
@@ -30,10 +32,6 @@ FLUSH_INTERVAL = 0.05
 FLUSH_LINES = 2_000
 
 BatchCallback = Callable[[list[str], int], None]
-
-
-class LogError(GpudeskError):
-    """A log could not be followed; the message is one sentence for the user."""
 
 
 class TargetKind(StrEnum):
@@ -67,13 +65,6 @@ class LogTarget:
     @property
     def title(self) -> str:
         return f"{self.kind.value} {self.name}"
-
-
-def tail_command(path: str, lines: int, follow: bool = True) -> str:
-    argv = ["tail", "-n", str(max(0, lines))]
-    if follow:
-        argv.append("-F")
-    return shell.command([*argv, "--", path])
 
 
 def decode_lines(raw: list[bytes]) -> list[str]:
@@ -267,6 +258,11 @@ class LogFollower:
                     stream.close()
                     return
                 self._consume(stream)
+        except GpudeskError as exc:
+            # A failure with a message for the user (a refused file, a missing container) is
+            # the follower's result, read from ``error``; it is not a crash of its thread.
+            if not self._stop.is_set():
+                self.error = str(exc) or type(exc).__name__
         except Exception as exc:
             if not self._stop.is_set():
                 self.error = str(exc) or type(exc).__name__
@@ -361,10 +357,14 @@ class _Opened:
             self.lines.close()
 
 
-def file_opener(service: Service, path: str, lines: int, follow: bool = True) -> Callable[[], Any]:
-    """Open ``tail -n N [-F] path`` on the GPU host as one exec channel."""
-    cmd = tail_command(path, lines, follow)
-    return lambda: service.conn.open_lines(cmd)
+def file_opener(
+    service: Service, path: str, lines: int, follow: bool = True, *, depth: int = 1
+) -> Callable[[], Any]:
+    """Open the host-side reader of ``path`` (see :func:`log_spec`) as one exec channel."""
+    spec = logread.log_spec(
+        path, lines, follow, depth, max_bytes=DEFAULT_MAX_BYTES, max_line=MAX_LINE_BYTES
+    )
+    return lambda: logread.framed(service, spec)
 
 
 def container_opener(
@@ -410,7 +410,9 @@ def follower(
     else:
         if not target.path:
             target = resolve(service, target)
-        opener = file_opener(service, target.path, tail, follow)
+        # A run's log is checked from the workspace down: runs/<name>/train.log.
+        depth = logread.RUN_LOG_DEPTH if target.kind is TargetKind.RUN else 1
+        opener = file_opener(service, target.path, tail, follow, depth=depth)
     return LogFollower(opener, on_batch, max_lines=max(max_lines, tail))
 
 
@@ -418,4 +420,6 @@ def read_tail(service: Service, target: LogTarget, lines: int = DEFAULT_TAIL) ->
     """The last ``lines`` lines, once, without following."""
     result = follower(service, target, tail=lines, follow=False, max_lines=max(1, lines))
     result.run()
+    if result.error:
+        raise LogError(result.error)
     return result.lines()

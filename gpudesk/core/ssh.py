@@ -7,13 +7,11 @@ key is never accepted without the user saying so, and a changed key is always re
 
 from __future__ import annotations
 
-import getpass
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from pathlib import Path
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from gpudesk.core.config import Host, Paths
@@ -33,6 +31,7 @@ from gpudesk.core.connection import (
     expand_proxy_command,
 )
 from gpudesk.core.hostkeys import HostKeyStore, fingerprint, known_hosts_name
+from gpudesk.core.sshauth import authenticate
 
 if TYPE_CHECKING:
     import paramiko
@@ -62,7 +61,6 @@ __all__ = [
     "known_hosts_name",
 ]
 
-DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 # OpenSSH's default MaxSessions is 10; leave room for the user's own `ssh` multiplexing.
 MAX_SESSION_CHANNELS = 8
 
@@ -103,6 +101,7 @@ class SshConnection:
         self._stop = threading.Event()
         self.status = ConnStatus(host.name, ConnState.CONNECTING)
         self.pending_key: paramiko.PKey | None = None
+        self.accepted_key: paramiko.PKey | None = None  # trusted by accept_new_host_key
 
     # ------------------------------------------------------------------ status
 
@@ -182,8 +181,12 @@ class SshConnection:
             options.key_types = preferred + [t for t in options.key_types if t not in preferred]
         try:
             transport.start_client(timeout=self.connect_timeout)
-            self._verify_host_key(transport, accept_new_host_key)
+            new_key = self._verify_host_key(transport, accept_new_host_key)
             self._authenticate(transport)
+            if new_key is not None:
+                # Kept only after the login: a host that refused us (a typo) is not trusted.
+                self.keys.add(self.known_name, new_key)
+                self.accepted_key = new_key
         except SshError:
             transport.close()
             raise
@@ -199,11 +202,14 @@ class SshConnection:
         if old is not None:
             old.close()
 
-    def _verify_host_key(self, transport: paramiko.Transport, accept_new: bool) -> None:
+    def _verify_host_key(
+        self, transport: paramiko.Transport, accept_new: bool
+    ) -> paramiko.PKey | None:
+        """None if known; the new key if ``accept_new`` (kept after login); else raises."""
         key = transport.get_remote_server_key()
         verdict = self.keys.check(self.known_name, key)
         if verdict == "ok":
-            return
+            return None
         fp = fingerprint(key)
         if verdict == "changed":
             raise HostKeyChanged(
@@ -215,8 +221,7 @@ class SshConnection:
                 self.known_name,
             )
         if accept_new:
-            self.keys.add(self.known_name, key)
-            return
+            return key
         self.pending_key = key
         raise HostKeyUnknown(
             f"The host key of {self.known_name} is not known ({key.get_name()} {fp}); "
@@ -226,50 +231,8 @@ class SshConnection:
             self.known_name,
         )
 
-    def _candidate_keys(self) -> Iterator[tuple[str, paramiko.PKey]]:
-        with suppress(paramiko.SSHException, OSError):
-            for agent_key in paramiko.Agent().get_keys():
-                yield "ssh-agent key", agent_key
-        files: list[Path] = []
-        if self.host.identity:
-            files.append(Path(self.host.identity).expanduser())
-        else:
-            files += [Path.home() / ".ssh" / name for name in DEFAULT_IDENTITIES]
-        for path in files:
-            if not path.exists():
-                continue
-            try:
-                yield str(path), paramiko.PKey.from_path(str(path))
-            except paramiko.PasswordRequiredException:
-                # Encrypted keys are reached through ssh-agent, as in OpenSSH's BatchMode.
-                continue
-            except (paramiko.SSHException, OSError, ValueError):
-                continue
-
     def _authenticate(self, transport: paramiko.Transport) -> None:
-        user = self.host.user or getpass.getuser()
-        tried: list[str] = []
-        for label, key in self._candidate_keys():
-            tried.append(label)
-            try:
-                transport.auth_publickey(user, key)
-            except paramiko.AuthenticationException:
-                continue
-            except paramiko.SSHException as exc:
-                raise Unreachable(
-                    f"Authentication with {self.host.destination} broke off: {exc}."
-                ) from exc
-            if transport.is_authenticated():
-                return
-        if not tried:
-            raise AuthFailed(
-                f"No SSH key to offer {self.host.destination}: start ssh-agent with your key, "
-                "or give one with --identity."
-            )
-        raise AuthFailed(
-            f"{self.host.destination} refused every key offered as {user} "
-            f"({', '.join(tried)}); add your public key to its authorized_keys or use --identity."
-        )
+        authenticate(transport, self.host)
 
     def accept_pending_key(self) -> None:
         """The user accepted the unknown host key shown to them: trust it and reconnect."""

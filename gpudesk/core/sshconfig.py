@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gpudesk.core.config import atomic_write
+from gpudesk.core.config import atomic_write, private_dir
 from gpudesk.core.errors import GpudeskError
 from gpudesk.core.flavours import SSH_HOST_PREFIX, validate_name, validate_user
 
@@ -269,8 +269,9 @@ def parse(config_text: str, known_hosts_text: str = "") -> list[ContainerEntry]:
 @contextlib.contextmanager
 def _locked(home: Path) -> Iterator[None]:
     # Two gpudesk windows launching at once must not drop each other's entries.
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".ssh_config.lock", "a") as lock:
+    private_dir(home)
+    fd = os.open(home / ".ssh_config.lock", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with open(fd, "a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             yield

@@ -7,7 +7,8 @@ gpudesk_die() {
 }
 
 # Creates or adapts the login user. Its uid follows the owner of the bind-mounted /workspace so
-# files written inside the container belong to the operator's account on the host.
+# files written inside the container belong to the operator's account on the host (a
+# root-owned /workspace gets uid 1000, and stays root's).
 gpudesk_setup_user() {
     user=${GPUDESK_USER:-dev}
     case $user in
@@ -47,8 +48,11 @@ gpudesk_setup_user() {
     # '*' rather than the locked '!': sshd refuses key logins to locked accounts without PAM.
     usermod -p '*' "$user"
     home=$(getent passwd "$user" | cut -d: -f6)
-    if [ "$(stat -c %u /workspace)" = 0 ]; then
-        chown "$user": /workspace
+    # /workspace is never chowned here: it is a host folder, and handing a root-owned one to
+    # this uid would give it to whichever host account has that uid. gpudesk creates the
+    # workspaces it makes with the container user as owner from the start (on the host).
+    if ! runuser -u "$user" -- test -w /workspace; then
+        echo "gpudesk: /workspace (owner uid $ws_uid) is not writable by $user" >&2
     fi
     if [ "${GPUDESK_SUDO:-0}" = 1 ]; then
         echo "$user ALL=(ALL) NOPASSWD:ALL" > /etc/sudoers.d/gpudesk

@@ -21,8 +21,10 @@ import pytest
 
 from gpudesk.core.config import Host, Inventory
 from gpudesk.core.containers import Containers, LaunchSpec
+from gpudesk.core.containers.workspace import prepare_workspace
 from gpudesk.core.flavours import Flavour
 from gpudesk.core.fleet import Fleet, HostService, connect_blocking
+from gpudesk.core.local import LocalConnection
 from gpudesk.core.runs import RunState
 from tests.integration.bed import bed_host
 from tests.integration.test_runs import ensure_torch_image, wait_for_run
@@ -69,7 +71,7 @@ def gpu1_dev1(
             public_key=key.with_suffix(".pub").read_text(),
             base_image=image,
         ),
-        lambda path: Path(path).mkdir(parents=True, exist_ok=True),
+        lambda path: prepare_workspace(LocalConnection().exec, path),
     )
     fleet = Fleet.build(Inventory.load())
     service = fleet.get("gpu1")

@@ -29,7 +29,9 @@ from gpudesk.core.containers import (
     ReadyResult,
     probe_jupyter,
 )
+from gpudesk.core.containers.workspace import prepare_workspace
 from gpudesk.core.flavours import Flavour, image_tag
+from gpudesk.core.local import LocalConnection
 
 FAILING_IMAGE = "gpudesk-test/failing-entrypoint:1"
 
@@ -55,7 +57,8 @@ def make_name(docker_client: Any) -> Iterator[Callable[[], str]]:
 
 
 def mkdir(path: str) -> None:
-    os.makedirs(path, exist_ok=True)
+    # As gpudesk makes a workspace on a host: owned by the container user from the start.
+    prepare_workspace(LocalConnection().exec, path)
 
 
 def keypair(where: Path) -> tuple[Path, str]:

@@ -27,8 +27,10 @@ import pytest
 from gpudesk.core import logs
 from gpudesk.core.config import Inventory
 from gpudesk.core.containers import Containers, LaunchSpec
+from gpudesk.core.containers.workspace import prepare_workspace
 from gpudesk.core.flavours import Flavour, GpudeskLabels
 from gpudesk.core.fleet import Fleet, HostService, connect_blocking
+from gpudesk.core.local import LocalConnection
 from gpudesk.core.runs import (
     Run,
     RunError,
@@ -153,7 +155,7 @@ def torch_container(
             public_key=key.with_suffix(".pub").read_text(),
             base_image=image,
         ),
-        lambda path: Path(path).mkdir(parents=True, exist_ok=True),
+        lambda path: prepare_workspace(LocalConnection().exec, path),
     )
     yield name
     with contextlib.suppress(docker.errors.NotFound):

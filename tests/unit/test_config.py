@@ -13,10 +13,9 @@ from gpudesk.core.config import (
     Host,
     Inventory,
     Paths,
-    host_from_destination,
-    parse_destination,
     validate_name,
 )
+from gpudesk.core.destinations import host_from_destination, parse_destination
 from gpudesk.core.ssh import expand_proxy_command
 
 
@@ -205,3 +204,19 @@ def test_without_openssh_aliases_fall_back_to_paramikos_reader(
     host = host_from_destination("t1", "trainer")
     assert (host.hostname, host.user, host.port) == ("10.9.8.7", "bob", 2201)
     assert host.source is not None and "(paramiko)" in host.source
+
+
+def test_gpudesk_home_and_its_folders_are_made_private_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    from gpudesk.core.config import atomic_write
+
+    home = tmp_path / "a" / "gpudesk"
+    old = os.umask(0o002)
+    try:
+        atomic_write(home / "state" / "forwards.json", "{}")
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "a", home, home / "state"):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    assert (home / "state" / "forwards.json").stat().st_mode & 0o777 == 0o600

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpudesk.core import logs, shell
+from gpudesk.core import logread, logs, shell
 from gpudesk.core.runs import (
     Metrics,
     RunError,
@@ -225,9 +226,18 @@ def test_follower_keeps_a_bounded_buffer_and_counts_everything() -> None:
     assert all(len(b) <= 100 for b in batches)
 
 
-def test_tail_command_is_quoted() -> None:
-    assert logs.tail_command("/x/my log", 50) == "tail -n 50 -F -- '/x/my log'"
-    assert logs.tail_command("/x", 5, follow=False) == "tail -n 5 -- /x"
+def test_the_log_reader_request_is_quoted_and_bounded() -> None:
+    bounds = {"max_bytes": logs.DEFAULT_MAX_BYTES, "max_line": logs.MAX_LINE_BYTES}
+    spec = logread.log_spec("/ws/my ws/runs/r'1/train.log", 10**30, True, depth=3, **bounds)
+    assert spec["root"] == "/ws/my ws" and spec["path"] == ["runs", "r'1", "train.log"]
+    assert spec["lines"] == logread.MAX_TAIL_LINES and spec["max_bytes"] == logs.DEFAULT_MAX_BYTES
+    two = logread.log_spec("/x/a.log", 2, False, **bounds)
+    assert two["max_bytes"] == 3 * (logs.MAX_LINE_BYTES + 1)
+    command = logread.log_command(spec)
+    assert shlex.split(command)[:2] == ["python3", "-"]
+    assert json.loads(shlex.split(command)[2]) == {"log": spec}
+    with pytest.raises(logs.LogError):
+        logread.log_spec("relative/train.log", 1, False, **bounds)
     assert logs.LogTarget.container("c").kind is logs.TargetKind.CONTAINER
 
 
@@ -265,3 +275,22 @@ def test_stop_grace_covers_the_runs_own_checkpoint_write() -> None:
         ]
     )
     assert default_grace(big) == pytest.approx(3 * 6.86 + 5)
+
+
+def test_the_log_reader_frames_are_split_anywhere_and_its_error_raises() -> None:
+    import struct
+
+    def frame(kind: bytes, body: bytes) -> bytes:
+        return kind + struct.pack(">I", len(body)) + body
+
+    stream = frame(b"D", b"line 1\nline") + frame(b"D", b" 2\n") + frame(b"Z", b"")
+    for cut in range(len(stream) + 1):  # every split point of the byte stream
+        deframer = logread.Deframer()
+        got = deframer.feed(stream[:cut]) + deframer.feed(stream[cut:])
+        assert b"".join(got) == b"line 1\nline 2\n" and deframer.finished
+    with pytest.raises(logs.LogError, match="not a regular file"):
+        logread.Deframer().feed(
+            frame(b"D", b"x") + frame(b"E", b"train.log is not a regular file.")
+        )
+    with pytest.raises(logs.LogError, match="unreadable"):
+        logread.Deframer().feed(b"root:x:0:0:root:/root:/bin/bash\n")

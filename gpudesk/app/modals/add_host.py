@@ -6,7 +6,8 @@ from textual.app import ComposeResult
 from textual.widgets import Input, Label
 
 from gpudesk.app.modals.form import FormModal
-from gpudesk.core.config import ConfigError, Host, Inventory, host_from_destination, validate_name
+from gpudesk.core.config import ConfigError, Host, Inventory, validate_name
+from gpudesk.core.destinations import host_from_destination
 
 
 class AddHostModal(FormModal[Host]):

@@ -27,9 +27,10 @@ from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.widgets.container_table import COLUMNS, container_cells
 from gpudesk.app.widgets.gpu_panel import GpuPanel, GpuProcessTable
 from gpudesk.core import sshconfig
-from gpudesk.core.config import user_ssh_config_path
+from gpudesk.core.config import private_dir
 from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.containers.watch import ContainersStale
+from gpudesk.core.destinations import user_ssh_config_path
 from gpudesk.core.devcontainers import LaunchRequest, Reach
 from gpudesk.core.flavours import SSH_HOST_PREFIX, Flavour
 from gpudesk.core.gpu.sample import free_gpu_indices
@@ -218,8 +219,8 @@ class HostScreen(HostView, Screen[None]):
                     f"Added the Include line; `ssh {reach.ssh_alias}` works everywhere now."
                 )
             else:
-                declined.parent.mkdir(parents=True, exist_ok=True)
-                declined.touch()
+                private_dir(declined.parent)
+                declined.touch(mode=0o600)
                 self.notify(f"Not changed. Use: ssh -F {config} {reach.ssh_alias}")
 
         self.app.push_screen(

@@ -8,7 +8,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from gpudesk.core.containers.engine import ContainerEngine, logs_tail
@@ -30,6 +29,7 @@ from gpudesk.core.containers.model import (
     published_port,
 )
 from gpudesk.core.containers.probes import Probe, ReadyResult, local_probe
+from gpudesk.core.containers.workspace import check_workspace
 from gpudesk.core.errors import engine_errors
 from gpudesk.core.flavours import (
     Flavour,
@@ -72,7 +72,9 @@ class Containers(ContainerEngine):
     ) -> LaunchResult:
         """Create and start a dev container and wait until it answers.
 
-        ``ensure_dir`` creates the workspace folder on the GPU host; ``probe`` checks readiness
+        ``ensure_dir`` creates the workspace folder on the GPU host, owned by the container
+        user when it makes it (the image never changes a folder's owner; see
+        :func:`gpudesk.core.containers.workspace.prepare_workspace`); ``probe`` checks readiness
         through the published port on the host's 127.0.0.1 (defaults to a direct local probe,
         which only works when the engine is local). If anything fails after the container was
         created, the container is removed again; the workspace folder is kept.
@@ -80,10 +82,7 @@ class Containers(ContainerEngine):
         emit = on_progress or (lambda _line: None)
         validate_name(spec.name)
         validate_user(spec.user)
-        if not PurePosixPath(spec.workspace).is_absolute():
-            raise ContainerError(
-                f"The workspace {spec.workspace!r} must be an absolute path on the GPU host."
-            )
+        check_workspace(spec.workspace)
         if spec.memory and not _MEMORY_RE.fullmatch(spec.memory.strip()):
             raise ContainerError(
                 f"{spec.memory!r} is not a memory size; write a number with k, m or g, like 64g."

@@ -40,6 +40,12 @@ def reader_source() -> bytes:
     return importlib.resources.files("gpudesk.payload").joinpath("run_reader.py").read_bytes()
 
 
+# The host-side reader ends itself after this many seconds (a read stuck on a hung disk cannot
+# leave a process behind); the operator waits a little longer for its answer.
+READER_DEADLINE_S = 20
+READER_WAIT_S = READER_DEADLINE_S + 15
+
+
 # Runs in a container: for each pid (a process group leader), prints it if the group lives.
 _ALIVE_CHECK = 'for p in "$@"; do kill -0 "-$p" 2>/dev/null && echo "$p"; done; true'
 
@@ -82,9 +88,10 @@ def read_run_folders(
         "tail_bytes": LIST_TAIL_BYTES,
         "detail_bytes": DETAIL_TAIL_BYTES,
         "log_lines": DETAIL_LOG_LINES,
+        "deadline": READER_DEADLINE_S,
     }
     cmd = shell.command(["python3", "-", json.dumps(spec)])
-    result = service.conn.exec(cmd, input=reader_source(), timeout=60.0)
+    result = service.conn.exec(cmd, input=reader_source(), timeout=READER_WAIT_S)
     if not result.ok:
         raise RunError(
             f"Could not read the run folders on {service.host.name}: "
