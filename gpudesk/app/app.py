@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 from gpudesk import __version__
 from gpudesk.app.desk import Desk, HostView
 from gpudesk.app.messages import (
+    ContainerStats,
     ContainersUpdate,
     EngineStatus,
     GpuStreamState,
@@ -42,6 +43,7 @@ from gpudesk.app.state import (
 )
 from gpudesk.core.config import ConfigError, Host
 from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.containers.stats import Usage
 from gpudesk.core.engine import EngineInfo
 from gpudesk.core.errors import GpudeskError
 from gpudesk.core.gpu.sample import GpuSample
@@ -102,6 +104,9 @@ class GpudeskApp(App[int]):
     def loop_failed(self, name: str, error: Exception) -> None:
         self.post_message(LoopFailed(name, str(error)))
 
+    def container_stats(self, host: str, usage: dict[str, Usage]) -> None:
+        self.post_message(ContainerStats(host, usage))
+
     # ------------------------------------------------------------------ messages
 
     def host_changed(self, name: str) -> None:
@@ -138,6 +143,10 @@ class GpudeskApp(App[int]):
 
     def on_containers_update(self, message: ContainersUpdate) -> None:
         if self.state.apply_containers(message.host, message.infos, message.error):
+            self.host_changed(message.host)
+
+    def on_container_stats(self, message: ContainerStats) -> None:
+        if self.state.apply_container_stats(message.host, message.usage):
             self.host_changed(message.host)
 
     def refresh_containers(self, name: str) -> None:

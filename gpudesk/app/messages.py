@@ -11,6 +11,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.containers.stats import Usage
 from gpudesk.core.engine import EngineInfo
 from gpudesk.core.gpu.sample import GpuSample
 from gpudesk.core.gpu.stream import StreamState
@@ -63,6 +64,15 @@ class ContainersUpdate(Message):
         self.host = host
         self.infos = infos
         self.error = error
+
+
+class ContainerStats(Message):
+    """The latest CPU/memory of the containers a host's stats watch follows (once a tick)."""
+
+    def __init__(self, host: str, usage: dict[str, Usage]) -> None:
+        super().__init__()
+        self.host = host
+        self.usage = usage
 
 
 class JupyterReady(Message):

@@ -18,12 +18,14 @@ from typing import Protocol
 
 from gpudesk.core.config import Host, Inventory, Paths
 from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.containers.stats import STREAMS_LOCAL, STREAMS_SSH, StatsWatch, Usage
 from gpudesk.core.devcontainers import DevContainers
 from gpudesk.core.engine import EngineError, EngineInfo
 from gpudesk.core.fleet import Fleet, HostService, simulated_gpus
 from gpudesk.core.forwards import Forward
 from gpudesk.core.gpu.sample import GpuSample, GpuSummary, summarize
 from gpudesk.core.gpu.stream import GpuHistory, GpuStream, StreamState
+from gpudesk.core.local import LocalConnection
 from gpudesk.core.runs import Run, StopResult, get_run, list_runs, rerun, stop_run
 from gpudesk.core.ssh import ConnState, ConnStatus
 
@@ -46,6 +48,8 @@ class HostModel:
     containers: list[ContainerInfo] | None = None
     containers_error: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Live CPU/memory of the containers an open host screen shows, by container name.
+    container_usage: dict[str, Usage] = field(default_factory=dict)
 
 
 class Sink(Protocol):
@@ -64,6 +68,8 @@ class Sink(Protocol):
     ) -> None: ...
 
     def loop_failed(self, name: str, error: Exception) -> None: ...
+
+    def container_stats(self, host: str, usage: dict[str, Usage]) -> None: ...
 
 
 FleetFactory = Callable[[Callable[[ConnStatus], None]], Fleet]
@@ -84,6 +90,7 @@ class FleetState:
         self.gpu_interval = 1.0
         self.streams: dict[str, GpuStream] = {}
         self.watchers: dict[str, threading.Event] = {}
+        self.stats_watches: dict[str, StatsWatch] = {}
         self.tunnels: dict[tuple[str, str], Forward] = {}
         # Forwards the user asked for with `f`: (host, container, container port).
         self.forwards: dict[tuple[str, str, int], Forward] = {}
@@ -204,6 +211,46 @@ class FleetState:
         except Exception as exc:
             self.sink.containers(name, None, str(exc))
 
+    def watch_container_stats(self, name: str, containers: list[str]) -> None:
+        """Stream the usage of ``containers`` (running ones an open screen shows) on host ``name``.
+
+        One :class:`StatsWatch` per host, capped in streams (and so in SSH channels) by the
+        kind of connection; an empty list stops it.
+        """
+        if not containers:
+            self.stop_container_stats(name)
+            return
+        watch = self.stats_watches.get(name)
+        service = self.fleet.services.get(name)
+        if service is None or not self.connected(name) or not self.connect_hosts:
+            return
+        if watch is None or watch.stopped:
+            local = isinstance(service.conn, LocalConnection)
+
+            def report(usage: dict[str, Usage]) -> None:
+                # A stopped watch's last tick must not bring back the values it cleared.
+                current = self.stats_watches.get(name)
+                if current is not None and current is fresh and not current.stopped:
+                    self.sink.container_stats(name, usage)
+
+            fresh = StatsWatch(
+                service.docker,
+                report,
+                max_streams=STREAMS_LOCAL if local else STREAMS_SSH,
+                spawn=self.spawn,
+            )
+            self.stats_watches[name] = watch = fresh
+            self.spawn(watch.run, f"stats:{name}")
+        watch.watch(containers)
+
+    def stop_container_stats(self, name: str) -> None:
+        watch = self.stats_watches.pop(name, None)
+        if watch is not None:
+            watch.stop()
+        model = self.models.get(name)
+        if model is not None:
+            model.container_usage = {}
+
     def jupyter_url(self, host: str, name: str) -> str | None:
         """The URL through a port forward kept for the session, one per container (blocking)."""
         key = (host, name)
@@ -295,6 +342,13 @@ class FleetState:
             model.extra["containers"] = "error"
         return True
 
+    def apply_container_stats(self, host: str, usage: dict[str, Usage]) -> bool:
+        model = self.models.get(host)
+        if model is None:
+            return False
+        model.container_usage = usage
+        return True
+
     # ------------------------------------------------------------------ hosts
 
     def add_host(self, host: Host) -> None:
@@ -308,6 +362,7 @@ class FleetState:
         """Drop ``name`` from the inventory and stop its loops; ConfigError if it cannot be."""
         self.fleet.remove(name)
         self.stop_gpu_stream(name)
+        self.stop_container_stats(name)
         watcher = self.watchers.pop(name, None)
         if watcher is not None:
             watcher.set()
@@ -329,6 +384,8 @@ class FleetState:
             self.stop_gpu_stream(name)
         for stop in self.watchers.values():
             stop.set()
+        for name in list(self.stats_watches):
+            self.stop_container_stats(name)
         for tunnel in [*self.tunnels.values(), *self.forwards.values()]:
             tunnel.close()
         self.fleet.close()

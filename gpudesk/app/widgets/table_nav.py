@@ -70,11 +70,16 @@ class SortFilter:
     # ------------------------------------------------------------------ sorting
 
     def cycle(self, step: int) -> None:
-        """Sort by the next (``step`` 1) or previous (-1) column; past the last, unsorted."""
+        """Sort by the next (``step`` 1) or previous (-1) column; past the last, unsorted.
+
+        The direction stays when moving between columns (k9s keeps it too).
+        """
         count = len(self.labels)
         position = count if self.sort is None else self.sort
         position = (position + step) % (count + 1)
         self.sort = None if position == count else position
+        if self.sort is None:
+            self.reverse = False  # unsorted is the natural order, never reversed
 
     def flip(self) -> None:
         self.reverse = not self.reverse
@@ -136,7 +141,7 @@ class SortFilter:
         """The rows the table shows: filtered, then sorted (stable, so ties keep their order)."""
         kept = [r for r in rows if self.matches(r.text())]
         if self.sort is None:
-            return list(reversed(kept)) if self.reverse else kept
+            return kept
         column = self.sort
         present = [r for r in kept if r.sort_value(column) is not None]
         missing = [r for r in kept if r.sort_value(column) is None]
