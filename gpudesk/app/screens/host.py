@@ -161,10 +161,6 @@ class HostScreen(HostView, Screen[None]):
             title.update(Text.assemble(("Containers", "bold"), f" · {error or 'loading…'}"))
             return
         shown = self.listed(infos)
-        # Stream the usage of exactly the running containers this table lists.
-        self.desk.state.watch_container_stats(
-            self.host_name, [i.name for i in shown if i.state == "running"]
-        )
         gpu_memory = gpu_memory_by_container(model.gpu)
         now = container_table.clock()
         rows = [
@@ -173,6 +169,13 @@ class HostScreen(HostView, Screen[None]):
         ]
         with self.app.batch_update():
             table.show_rows(rows)
+        # Watch exactly the running containers on screen, in the table's order: past the
+        # stream cap the first ones stream and the rest are polled, so sorting or filtering
+        # brings the containers that matter into the streamed ones.
+        running = {i.name for i in shown if i.state == "running"}
+        self.desk.state.watch_container_stats(
+            self.host_name, [key for key in table.shown_keys if key in running]
+        )
         parts = [f"{len(shown)} {scope}"]
         view = table.view
         if view.filter_text:

@@ -193,6 +193,11 @@ class NavTable(DataTable[Cell]):
         return len(self._all)
 
     @property
+    def shown_keys(self) -> list[str]:
+        """The keys of the rows shown, filtered and in their sorted order."""
+        return [row.key for row in self._shown]
+
+    @property
     def selected_key(self) -> str | None:
         if self.row_count == 0:
             return None

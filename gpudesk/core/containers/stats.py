@@ -1,20 +1,26 @@
 """Live CPU and memory of a host's running containers, as ``docker stats`` computes them.
 
-Docker's one-shot stats call waits about a second per container (it needs two CPU readings),
-so a table of twenty containers cannot ask it in turn. :class:`StatsWatch` instead keeps one
-stats *stream* per container, each on a thread of its own, and coalesces what they say into
-one report per host per tick (at most one per second).
+Docker's stats call waits for the engine's next collection (``stream=false``: two of them,
+about 2 s; ``one-shot``: one, up to 1 s, measured on dockerd 20.10), so a table of twenty
+containers cannot ask in turn each second. :class:`StatsWatch` keeps one stats *stream* per
+container instead, each on a thread of its own, and coalesces what they say into one report per
+host per tick (at most one a second).
 
-Each stream holds one HTTP connection to the engine for as long as it runs. On a remote host
-that connection is a ``docker system dial-stdio`` session channel of the host's one SSH
-connection, and sshd allows only ``MaxSessions`` (10 by default) of those, of which gpudesk
-budgets 8 (:data:`gpudesk.core.ssh.MAX_SESSION_CHANNELS`) and already holds up to 5 (GPU agent,
-event watch, the Docker pool's 3 kept connections). So streams are capped per host
-(:data:`STREAMS_SSH` over SSH, :data:`STREAMS_LOCAL` on the local socket) and the containers
-beyond the cap are polled by the watch's own thread with ``one-shot`` requests (API 1.41: no
-second wait), one at a time through the Docker pool's kept connection, their CPU % taken
-between this poll and the last. Threads per host: 1 + streams; extra channels per host: the
-streams' (at most :data:`STREAMS_SSH`), the polls reuse a pooled one.
+Each stream holds one HTTP connection to the engine while it runs. On a remote host that is a
+``docker system dial-stdio`` session channel of the host's one SSH connection; sshd allows
+``MaxSessions`` (10 by default) of those, gpudesk budgets 8 per host
+(:data:`gpudesk.core.ssh.MAX_SESSION_CHANNELS`) and already holds 3 to 5 of them (GPU agent,
+event watch, the Docker pool's kept connections; a followed log takes one more). So streams
+are capped per host: :data:`STREAMS_SSH` over SSH, :data:`STREAMS_LOCAL` on the local socket
+(no channels; threads only). The containers past the cap take turns on the watch's own thread:
+one ``one-shot`` request per turn through the Docker pool's kept connection (no extra channel),
+CPU % taken between a container's two last polls. The screen lists the containers in its
+table's order, so the top rows (after a sort or a filter) are the streamed ones.
+
+Bounds per host: threads 1 + streams; extra session channels: the streams (at most
+:data:`STREAMS_SSH`). Freshness: streamed containers every second, polled ones every
+(polled count) seconds or so. Measured for 20 running containers over the test bed's sshd
+(tests/integration/test_tui_container_stats.py, docs/benchmarks.md).
 
 The parsing functions are pure and follow the docker CLI (cli/command/container/stats_helpers.go).
 """
@@ -32,10 +38,12 @@ from typing import Any
 from gpudesk.core.gpu.sample import GpuSample
 
 STREAMS_SSH = 2
-STREAMS_LOCAL = 8
+STREAMS_LOCAL = 16
 TICK_S = 1.0
 # A stream that failed (the container stopped, the engine went away) is not reopened sooner.
 REOPEN_S = 5.0
+# Between two polls when the last one failed at once (no engine wait to pace the loop).
+POLL_GAP_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -201,6 +209,7 @@ class StatsWatch:
         self._streams: dict[str, _Stream] = {}
         self._failed: dict[str, float] = {}
         self._previous_cpu: dict[str, Any] = {}
+        self._turn = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
 
@@ -232,16 +241,26 @@ class StatsWatch:
             stream.close()
 
     def run(self) -> None:
+        last_report = -self.tick
         while not self._stop.is_set():
             started = time.monotonic()
-            self._step()
+            polled = self._arrange()
+            if polled:
+                # One polled container per turn, in rotation: a one-shot request waits for
+                # dockerd's next collection (at most a second), so the streams' figures are
+                # still reported every tick while the rest take turns.
+                self._poll(polled[self._turn % len(polled)])
+                self._turn += 1
+            if time.monotonic() - last_report >= self.tick * 0.9 and self._take_report():
+                last_report = time.monotonic()
             self._wake.clear()
-            # A changed selection is picked up at once; otherwise one step per tick.
-            self._wake.wait(max(0.0, self.tick - (time.monotonic() - started)))
+            pause = POLL_GAP_S if polled else self.tick
+            self._wake.wait(max(0.0, pause - (time.monotonic() - started)))
 
-    # ------------------------------------------------------------------ one tick
+    # ------------------------------------------------------------------ one turn
 
-    def _step(self) -> None:
+    def _arrange(self) -> list[str]:
+        """Close the streams no longer wanted, open new ones up to the cap; the rest to poll."""
         with self._lock:
             wanted = list(self._wanted)
             for name in [n for n in self._streams if n not in wanted]:
@@ -252,6 +271,8 @@ class StatsWatch:
             for name in [n for n in self._latest if n not in wanted]:
                 del self._latest[name]
                 self._dirty = True
+            for name in [n for n in self._previous_cpu if n not in wanted]:
+                del self._previous_cpu[name]
             now = time.monotonic()
             for name in wanted:
                 if len(self._streams) >= self.max_streams:
@@ -261,17 +282,16 @@ class StatsWatch:
                 stream = _Stream(name)
                 self._streams[name] = stream
                 self._spawn(partial(self._follow, stream), f"stats:{name}")
-            polled = [n for n in wanted if n not in self._streams]
-        for name in polled:
-            if self._stop.is_set():
-                return
-            self._poll(name)
+            return [n for n in wanted if n not in self._streams]
+
+    def _take_report(self) -> bool:
         with self._lock:
             if not self._dirty:
-                return
+                return False
             self._dirty = False
             latest = dict(self._latest)
         self.report(latest)
+        return True
 
     def _store(self, name: str, usage: Usage) -> None:
         with self._lock:
