@@ -292,6 +292,7 @@ class FleetState:
         if status.state is not ConnState.CONNECTED:
             model.engine = None
             model.engine_error = None
+            self.stop_container_stats(status.host)  # an open host screen restarts it
             return False
         return self.connect_hosts and was is not ConnState.CONNECTED
 

@@ -245,16 +245,18 @@ class StatsWatch:
         while not self._stop.is_set():
             started = time.monotonic()
             polled = self._arrange()
+            answered = False
             if polled:
                 # One polled container per turn, in rotation: a one-shot request waits for
                 # dockerd's next collection (at most a second), so the streams' figures are
                 # still reported every tick while the rest take turns.
-                self._poll(polled[self._turn % len(polled)])
+                answered = self._poll(polled[self._turn % len(polled)])
                 self._turn += 1
             if time.monotonic() - last_report >= self.tick * 0.9 and self._take_report():
                 last_report = time.monotonic()
             self._wake.clear()
-            pause = POLL_GAP_S if polled else self.tick
+            # A failed poll (engine away) waits a whole tick rather than spin.
+            pause = POLL_GAP_S if answered else self.tick
             self._wake.wait(max(0.0, pause - (time.monotonic() - started)))
 
     # ------------------------------------------------------------------ one turn
@@ -299,18 +301,19 @@ class StatsWatch:
                 self._latest[name] = usage
                 self._dirty = True
 
-    def _poll(self, name: str) -> None:
+    def _poll(self, name: str) -> bool:
         try:
             api = self.client().api
             raw = api.stats(name, stream=False, one_shot=True)
         except Exception:
-            return  # stopped meanwhile, or the engine is away: the next listing says which
+            return False  # stopped meanwhile, or the engine is away: the listing says which
         cpu = raw.get("cpu_stats") if isinstance(raw, Mapping) else None
         previous = self._previous_cpu.get(name)
         self._previous_cpu[name] = cpu
         usage = usage_of(raw, previous_cpu=previous if previous is not None else {})
         if usage is not None:
             self._store(name, usage)
+        return True
 
     def _follow(self, stream: _Stream) -> None:
         try:
