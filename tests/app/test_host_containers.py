@@ -342,3 +342,13 @@ async def test_up_is_computed_from_the_start_time_each_second(
                 await pilot.pause(0.1)
 
         await asyncio.wait_for(redrawn(), 10)
+
+
+async def test_help_lists_the_tables_own_keys() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_host(pilot)
+        await pilot.press("question_mark")
+        text = str(app.screen.query_one("#help-keys").render())
+        for key in ("j ", "k ", "> ", "< ", "S ", "/ ", "i "):
+            assert key in text, key
