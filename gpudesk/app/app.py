@@ -22,6 +22,7 @@ from gpudesk import __version__
 from gpudesk.app.desk import Desk, HostView
 from gpudesk.app.messages import (
     ContainerChange,
+    ContainerStats,
     ContainersUpdate,
     EngineStatus,
     GpuStreamState,
@@ -48,6 +49,7 @@ from gpudesk.core.ssh import ConnStatus
 
 if TYPE_CHECKING:
     from gpudesk.core.containers import ContainerInfo
+    from gpudesk.core.containers.stats import Usage
     from gpudesk.core.containers.watch import WatchChange
 
 __all__ = ["GpudeskApp", "HostModel", "gpu_summary_text", "run_app"]
@@ -109,6 +111,9 @@ class GpudeskApp(App[int]):
     def loop_failed(self, name: str, error: Exception) -> None:
         self.post_message(LoopFailed(name, str(error)))
 
+    def container_stats(self, host: str, usage: dict[str, Usage]) -> None:
+        self.post_message(ContainerStats(host, usage))
+
     # ------------------------------------------------------------------ messages
 
     def host_changed(self, name: str) -> None:
@@ -149,6 +154,10 @@ class GpudeskApp(App[int]):
 
     def on_container_change(self, message: ContainerChange) -> None:
         if self.state.apply_container_change(message.host, message.change):
+            self.host_changed(message.host)
+
+    def on_container_stats(self, message: ContainerStats) -> None:
+        if self.state.apply_container_stats(message.host, message.usage):
             self.host_changed(message.host)
 
     def refresh_containers(self, name: str) -> None:

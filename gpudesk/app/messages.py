@@ -19,6 +19,7 @@ from gpudesk.core.ssh import ConnStatus
 
 if TYPE_CHECKING:
     from gpudesk.core.containers import ContainerInfo
+    from gpudesk.core.containers.stats import Usage
     from gpudesk.core.containers.watch import WatchChange
     from gpudesk.core.runs import Run
 
@@ -77,6 +78,15 @@ class ContainerChange(Message):
         super().__init__()
         self.host = host
         self.change = change
+
+
+class ContainerStats(Message):
+    """The latest CPU/memory of the containers a host's stats watch follows (once a tick)."""
+
+    def __init__(self, host: str, usage: dict[str, Usage]) -> None:
+        super().__init__()
+        self.host = host
+        self.usage = usage
 
 
 class JupyterReady(Message):

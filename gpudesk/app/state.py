@@ -17,10 +17,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from gpudesk.core.config import Host, Inventory, Paths
+from gpudesk.core.containers.stats import STREAMS_LOCAL, STREAMS_SSH, StatsWatch, Usage
 from gpudesk.core.engine import EngineError, EngineInfo
 from gpudesk.core.fleet import Fleet, HostService, simulated_gpus
 from gpudesk.core.gpu.sample import GpuSample, GpuSummary, summarize
 from gpudesk.core.gpu.stream import GpuHistory, GpuStream, StreamState
+from gpudesk.core.local import LocalConnection
 from gpudesk.core.ssh import ConnState, ConnStatus
 
 if TYPE_CHECKING:
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
     from gpudesk.core.containers.watch import ContainersStale, ContainerWatch, WatchChange
     from gpudesk.core.devcontainers import DevContainers
     from gpudesk.core.forwards import Forward
-    from gpudesk.core.runs import Run, StopResult
 else:
     from gpudesk.core.lazy import lazy_module
 
@@ -56,6 +57,8 @@ class HostModel:
     # Set while the container event stream is down: the list is as it was at .since.
     containers_stale: ContainersStale | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Live CPU/memory of the containers an open host screen shows, by container name.
+    container_usage: dict[str, Usage] = field(default_factory=dict)
 
 
 class Sink(Protocol):
@@ -77,6 +80,8 @@ class Sink(Protocol):
 
     def loop_failed(self, name: str, error: Exception) -> None: ...
 
+    def container_stats(self, host: str, usage: dict[str, Usage]) -> None: ...
+
 
 FleetFactory = Callable[[Callable[[ConnStatus], None]], Fleet]
 
@@ -96,6 +101,7 @@ class FleetState:
         self.gpu_interval = 1.0
         self.streams: dict[str, GpuStream] = {}
         self.watchers: dict[str, ContainerWatch] = {}
+        self.stats_watches: dict[str, StatsWatch] = {}
         self.tunnels: dict[tuple[str, str], Forward] = {}
         # Forwards the user asked for with `f`: (host, container, container port).
         self.forwards: dict[tuple[str, str, int], Forward] = {}
@@ -216,6 +222,46 @@ class FleetState:
         if watch is not None and watch.stale:
             watch.wake()  # the engine answers again: resubscribe now, not after the backoff
 
+    def watch_container_stats(self, name: str, containers: list[str]) -> None:
+        """Stream the usage of ``containers`` (running ones an open screen shows) on host ``name``.
+
+        One :class:`StatsWatch` per host, capped in streams (and so in SSH channels) by the
+        kind of connection; an empty list stops it.
+        """
+        if not containers:
+            self.stop_container_stats(name)
+            return
+        watch = self.stats_watches.get(name)
+        service = self.fleet.services.get(name)
+        if service is None or not self.connected(name) or not self.connect_hosts:
+            return
+        if watch is None or watch.stopped:
+            local = isinstance(service.conn, LocalConnection)
+
+            def report(usage: dict[str, Usage]) -> None:
+                # A stopped watch's last tick must not bring back the values it cleared.
+                current = self.stats_watches.get(name)
+                if current is not None and current is fresh and not current.stopped:
+                    self.sink.container_stats(name, usage)
+
+            fresh = StatsWatch(
+                service.docker,
+                report,
+                max_streams=STREAMS_LOCAL if local else STREAMS_SSH,
+                spawn=self.spawn,
+            )
+            self.stats_watches[name] = watch = fresh
+            self.spawn(watch.run, f"stats:{name}")
+        watch.watch(containers)
+
+    def stop_container_stats(self, name: str) -> None:
+        watch = self.stats_watches.pop(name, None)
+        if watch is not None:
+            watch.stop()
+        model = self.models.get(name)
+        if model is not None:
+            model.container_usage = {}
+
     def jupyter_url(self, host: str, name: str) -> str | None:
         """The URL through a port forward kept for the session, one per container (blocking)."""
         key = (host, name)
@@ -257,6 +303,7 @@ class FleetState:
         if status.state is not ConnState.CONNECTED:
             model.engine = None
             model.engine_error = None
+            self.stop_container_stats(status.host)  # an open host screen restarts it
             return False
         return self.connect_hosts and was is not ConnState.CONNECTED
 
@@ -323,6 +370,13 @@ class FleetState:
         _summarize_containers(model)
         return True
 
+    def apply_container_stats(self, host: str, usage: dict[str, Usage]) -> bool:
+        model = self.models.get(host)
+        if model is None:
+            return False
+        model.container_usage = usage
+        return True
+
     # ------------------------------------------------------------------ hosts
 
     def add_host(self, host: Host) -> None:
@@ -336,6 +390,7 @@ class FleetState:
         """Drop ``name`` from the inventory and stop its loops; ConfigError if it cannot be."""
         self.fleet.remove(name)
         self.stop_gpu_stream(name)
+        self.stop_container_stats(name)
         watcher = self.watchers.pop(name, None)
         if watcher is not None:
             watcher.stop()
@@ -357,51 +412,11 @@ class FleetState:
             self.stop_gpu_stream(name)
         for watch in self.watchers.values():
             watch.stop()
+        for name in list(self.stats_watches):
+            self.stop_container_stats(name)
         for tunnel in [*self.tunnels.values(), *self.forwards.values()]:
             tunnel.close()
         self.fleet.close()
-
-
-class RunSource(Protocol):
-    """Where the runs views get their runs; tests inject a recorded one."""
-
-    def runs(self, host: str | None) -> tuple[list[Run], list[str]]: ...
-
-    def run(self, host: str, name: str, container: str) -> Run: ...
-
-    def stop(self, run: Run, grace: float) -> StopResult: ...
-
-    def rerun(self, run: Run) -> Run: ...
-
-
-class FleetRunSource:
-    """The runs views' source: every connected host of the fleet (called from workers only)."""
-
-    def __init__(self, state: FleetState) -> None:
-        self.state = state
-
-    def _hosts(self, host: str | None) -> list[str]:
-        names = [host] if host else list(self.state.models)
-        return [n for n in names if self.state.connected(n)]
-
-    def runs(self, host: str | None) -> tuple[list[Run], list[str]]:
-        runs: list[Run] = []
-        errors: list[str] = []
-        for name in self._hosts(host):
-            try:
-                runs += core_runs.list_runs(self.state.service(name))
-            except Exception as exc:  # one broken host must not hide the others' runs
-                errors.append(f"{name}: {exc}")
-        return runs, errors
-
-    def run(self, host: str, name: str, container: str) -> Run:
-        return core_runs.get_run(self.state.service(host), name, container=container or None)
-
-    def stop(self, run: Run, grace: float) -> StopResult:
-        return core_runs.stop_run(self.state.service(run.host), run, grace=grace)
-
-    def rerun(self, run: Run) -> Run:
-        return core_runs.rerun(self.state.service(run.host), run)
 
 
 def _summarize_containers(model: HostModel) -> None:

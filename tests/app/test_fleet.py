@@ -206,3 +206,29 @@ async def test_palette_changes_the_gpu_interval() -> None:
         await pilot.press("enter")
         await settle(pilot)
         assert app.gpu_interval == 2.0
+
+
+async def test_sort_by_latency_reverse_and_an_invalid_filter_says_so() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        latency = {"localhost": 0.0, "gpu-a100": 12.4, "gpu-h100": 3.1}
+        for name, ms in latency.items():
+            app.post_message(HostStatus(ConnStatus(name, ConnState.CONNECTED, "", ms)))
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, FleetScreen)
+        hosts = screen.query_one(HostList)
+        await pilot.press(*["greater_than_sign"] * 4)  # HOST, DESTINATION, STATE, LATENCY
+        header = str(screen.query_one("#hosts-header").render())
+        assert "LATENCY ▲" in header and "HOST ▲" not in header
+        by_latency = sorted(latency, key=lambda n: latency[n])
+        assert hosts.row_names() == [*by_latency, "old-box"]  # no latency: last
+        await pilot.press("S")
+        assert hosts.row_names() == [*reversed(by_latency), "old-box"]
+        assert "sorted by LATENCY ▼" in str(screen.query_one("#fleet-summary").render())
+
+        await pilot.press("slash", *"gpu-(")
+        assert len(hosts.row_names()) == 4
+        assert "not a valid regex" in str(screen.query_one("#fleet-summary").render())
+        await pilot.press("backspace")
+        assert sorted(hosts.row_names()) == ["gpu-a100", "gpu-h100"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import threading
 from datetime import UTC, datetime, timedelta
@@ -13,13 +15,21 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, OptionList
 
 from gpudesk.app.app import GpudeskApp
-from gpudesk.app.messages import ContainersUpdate, EngineStatus, GpuUpdate, HostStatus
+from gpudesk.app.messages import (
+    ContainerStats,
+    ContainersUpdate,
+    EngineStatus,
+    GpuUpdate,
+    HostStatus,
+)
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.forwards import ForwardsModal
 from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.screens.host import HostScreen
+from gpudesk.app.widgets import container_table
 from gpudesk.core.config import Host, Inventory
 from gpudesk.core.containers import ContainerInfo, PortBinding
+from gpudesk.core.containers.stats import Usage
 from gpudesk.core.engine import EngineInfo
 from gpudesk.core.flavours import Flavour
 from gpudesk.core.fleet import Fleet
@@ -60,6 +70,12 @@ CONTAINERS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """UP is computed when drawn: pin the clock 5h07m after the containers started."""
+    monkeypatch.setattr(container_table, "clock", lambda: STARTED + timedelta(hours=5, minutes=7))
+
+
 def make_app() -> GpudeskApp:
     Inventory.load().add(Host(name=HOST, hostname="10.0.0.6", user="alice"))
     return GpudeskApp(fleet_factory=lambda cb: Fleet.build(Inventory.load(), cb), connect=False)
@@ -92,8 +108,8 @@ async def test_gpudesk_containers_by_default_all_with_a() -> None:
         await pilot.press("a")
         assert rows(screen) == ["train-a", "notebook", "old-exp", "postgres"]
         cells = [str(c) for c in screen.query_one("#containers", DataTable).get_row("train-a")]
-        assert cells[1:] == ["ssh", "gpudesk/ssh:3f2a9c1d", "running", "5h07m", "0,1",
-                             "127.0.0.1:32771→22/tcp"]  # fmt: skip
+        assert cells[1:] == ["ssh", "gpudesk/ssh:3f2a9c1d", "running", "5h07m", "-", "-", "-",
+                             "0,1", "127.0.0.1:32771→22/tcp"]  # fmt: skip
 
 
 async def test_launch_form_suggests_a_free_gpu_and_refuses_taken_names() -> None:
@@ -216,3 +232,123 @@ async def test_a_sudo_container_says_so_in_its_row() -> None:
         await pilot.pause()
         cells = [str(c) for c in screen.query_one("#containers", DataTable).get_row("root-ok")]
         assert cells[1] == "ssh+sudo"
+
+
+def cell(screen: HostScreen, name: str, column: str) -> str:
+    table = screen.query_one("#containers", DataTable)
+    return str(table.get_cell(name, column))
+
+
+async def test_j_j_i_inspects_the_third_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    inspected: list[str] = []
+    monkeypatch.setattr(HostScreen, "load_inspect", lambda self, name: inspected.append(name))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_host(pilot)
+        await pilot.press("j", "j", "i")
+        assert inspected == [rows(screen)[2]] == ["old-exp"]
+        await pilot.press("k", "i")
+        assert inspected[-1] == "notebook"
+
+
+async def test_sort_keys_cycle_columns_reverse_and_show_in_the_header() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_host(pilot)
+        table = screen.query_one("#containers", DataTable)
+        await pilot.press("greater_than_sign")  # sort by NAME, ascending
+        assert rows(screen) == sorted(rows(screen)) == ["notebook", "old-exp", "train-a"]
+        assert [str(c.label) for c in table.columns.values()][:2] == ["NAME ▲", "FLAVOUR"]
+        await pilot.press("S")
+        assert rows(screen) == ["train-a", "old-exp", "notebook"]
+        assert "NAME ▼" in [str(c.label) for c in table.columns.values()]
+        title = str(screen.query_one("#containers-title").render())
+        assert "sorted by NAME ▼" in title
+        # The cursor stays on its container across a re-sort.
+        table.move_cursor(row=rows(screen).index("notebook"))
+        await pilot.press("greater_than_sign")  # FLAVOUR
+        assert screen.selected() is not None and screen.selected().name == "notebook"  # type: ignore[union-attr]
+        await pilot.press("less_than_sign", "less_than_sign")  # back past NAME: unsorted
+        assert rows(screen) == ["train-a", "notebook", "old-exp"]
+
+
+async def test_filter_narrows_and_an_invalid_regex_says_so() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_host(pilot)
+        await pilot.press("slash", *"^(train|note)")
+        assert rows(screen) == ["train-a", "notebook"]
+        box = screen.query_one("#containers-filter", Input)
+        box.value = "!^(train|note)"
+        await pilot.pause()
+        assert rows(screen) == ["old-exp"]
+        box.value = "train("
+        await pilot.pause()
+        assert rows(screen) == ["train-a", "notebook", "old-exp"]
+        title = str(screen.query_one("#containers-title").render())
+        assert "not a valid regex" in title
+        await pilot.press("enter", "escape")  # back to the table, then clear the filter
+        assert isinstance(app.screen, HostScreen) and len(rows(screen)) == 3
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HostScreen)
+
+
+async def test_usage_columns_show_the_stats_and_the_containers_gpu_memory() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_host(pilot)
+        app.post_message(
+            ContainerStats(
+                HOST,
+                {
+                    "train-a": Usage(153.26, 3 * 2**30 + 2**29, 16 * 2**30),
+                    "old-exp": Usage(99.0, 1, 2),
+                },
+            )
+        )
+        # The GPU agent maps process 40001 (4 GiB) and 40002 (2 GiB) to train-a.
+        line = SAMPLE.read_text().splitlines()[0]
+        data = json.loads(line)
+        data["processes"][0].update(container_name="train-a", used_memory=4 * 2**30)
+        data["processes"][1].update(container_name="train-a", used_memory=2 * 2**30)
+        app.post_message(GpuUpdate(HOST, parse_sample(json.dumps(data))))
+        await pilot.pause()
+        assert cell(screen, "train-a", "cpu") == "153.3"
+        assert cell(screen, "train-a", "memory") == "3.5GiB / 16.0GiB"
+        assert cell(screen, "train-a", "gpu_memory") == "6.0GiB"
+        assert cell(screen, "notebook", "cpu") == "-"
+        assert cell(screen, "old-exp", "cpu") == "-"  # a stopped container shows no usage
+        # CPU % sorts as a number; containers without a figure go last.
+        while "CPU %" not in [str(c.label).rstrip(" ▲▼") for c in
+                              screen.query_one("#containers", DataTable).columns.values()
+                              if "▲" in str(c.label)]:  # fmt: skip
+            await pilot.press("greater_than_sign")
+        assert rows(screen)[0] == "train-a"
+
+
+async def test_up_is_computed_from_the_start_time_each_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [STARTED + timedelta(hours=5, minutes=7)]
+    monkeypatch.setattr(container_table, "clock", lambda: now[0])
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_host(pilot)
+        assert cell(screen, "train-a", "uptime") == "5h07m"
+        now[0] += timedelta(minutes=3)  # no relist, no event: only time passes
+
+        async def redrawn() -> None:
+            while cell(screen, "train-a", "uptime") != "5h10m":
+                await pilot.pause(0.1)
+
+        await asyncio.wait_for(redrawn(), 10)
+
+
+async def test_help_lists_the_tables_own_keys() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_host(pilot)
+        await pilot.press("question_mark")
+        text = str(app.screen.query_one("#help-keys").render())
+        for key in ("j ", "k ", "> ", "< ", "S ", "/ ", "i "):
+            assert key in text, key

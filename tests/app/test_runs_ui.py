@@ -319,3 +319,36 @@ async def test_submit_modal_shows_errors_then_dismisses_with_the_run_name() -> N
         assert calls[-1] == RunSpec(
             "textcls", ("--steps", "5", "--data", "my file.tsv"), 1, "cls-new"
         )
+
+
+async def test_runs_sort_by_step_as_numbers_j_k_and_an_invalid_filter() -> None:
+    source = RecordedSource()
+    app = ScreenApp(lambda: RunsScreen(source=source))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        table = screen.query_one(DataTable)
+
+        def names() -> list[str]:
+            return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+
+        await pilot.press(*["greater_than_sign"] * 5, "S")  # STEP, largest first
+        labels = [str(c.label) for c in table.columns.values()]
+        assert labels[4] == "step ▼" and labels[0] == "name"
+        steps = {r.name: r.metrics.step for r in source.all()}
+        with_step = sorted((n for n in steps if steps[n] is not None), key=lambda n: -steps[n])  # type: ignore[operator]
+        assert names() == with_step + [n for n in steps if steps[n] is None]
+        assert "sorted by step ▼" in str(screen.query_one("#runs-note").render())
+
+        table.move_cursor(row=0)
+        await pilot.press("j", "j")
+        assert screen.selected() is not None and screen.selected().name == names()[2]  # type: ignore[union-attr]
+        await pilot.press("k")
+        assert screen.selected().name == names()[1]  # type: ignore[union-attr]
+
+        await pilot.press("slash", *"cls-(")
+        assert table.row_count == 5
+        assert "not a valid regex" in str(screen.query_one("#runs-note").render())
+        await pilot.press("backspace")
+        assert table.row_count == 5 and "5 of 5" in str(screen.query_one("#runs-note").render())

@@ -12,6 +12,7 @@ from typing import Any
 from gpudesk.app.state import FleetState, gpu_summary_text
 from gpudesk.core.config import Host, Inventory
 from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.containers.stats import Usage
 from gpudesk.core.engine import EngineInfo
 from gpudesk.core.flavours import Flavour
 from gpudesk.core.fleet import Fleet
@@ -46,6 +47,9 @@ class RecordingSink:
     def loop_failed(self, name: str, error: Exception) -> None:
         self.calls.append(("failed", (name, str(error))))
         self.called.set()
+
+    def container_stats(self, host: str, usage: dict[str, Usage]) -> None:
+        self.calls.append(("stats", (host, usage)))
 
 
 def make_state(connect: bool = False) -> tuple[FleetState, RecordingSink]:
@@ -152,6 +156,26 @@ def test_hosts_are_added_and_removed_with_their_models() -> None:
     state.remove_host("gpu-b")
     assert "gpu-b" not in state.models
     assert "gpu-b" not in {h.name for h in Inventory.load().hosts}
+
+
+def test_container_stats_watch_one_per_host_and_a_stopped_one_reports_nothing() -> None:
+    state, sink = make_state(connect=True)
+    state.watch_container_stats("gpu-a", ["train"])
+    assert "gpu-a" not in state.stats_watches  # not connected: nothing to watch yet
+    state.apply_status(ConnStatus("gpu-a", ConnState.CONNECTED, "", 1.0))
+    state.watch_container_stats("gpu-a", ["train"])
+    watch = state.stats_watches["gpu-a"]
+    state.watch_container_stats("gpu-a", ["train", "eval"])
+    assert state.stats_watches["gpu-a"] is watch  # one watch per host, told the new list
+    usage = {"train": Usage(12.5, 1 << 20, 1 << 30)}
+    assert state.apply_container_stats("gpu-a", usage)
+    assert state.models["gpu-a"].container_usage == usage
+    state.watch_container_stats("gpu-a", [])  # nothing running on screen: stop
+    assert watch.stopped and "gpu-a" not in state.stats_watches
+    assert state.models["gpu-a"].container_usage == {}
+    watch.report(usage)  # a last tick racing the stop
+    assert not [c for c in sink.calls if c[0] == "stats"]
+    assert not state.apply_container_stats("nope", usage)
 
 
 def test_a_failing_loop_is_reported_to_the_sink() -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -14,7 +13,8 @@ from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
 from gpudesk.app.widgets.host_list import COLUMNS, HostList, Line, join_cells
-from gpudesk.app.widgets.host_table import host_cells
+from gpudesk.app.widgets.host_table import host_cells, host_sort_values
+from gpudesk.app.widgets.table_nav import SORT_BINDINGS, Row, SortFilter
 from gpudesk.core.config import Host
 from gpudesk.core.ssh import ConnState
 
@@ -30,11 +30,12 @@ class FleetScreen(HostView, Screen[None]):
         Binding("R", "runs", "Runs"),
         Binding("ctrl+d", "remove_host", "Remove host"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        *SORT_BINDINGS,
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.filter_text = ""
+        self.view = SortFilter([label for _, label, _ in COLUMNS])
         self._asked_keys: set[str] = set()
         self._pending: set[str] = set()
         self._flush_scheduled = False
@@ -46,7 +47,7 @@ class FleetScreen(HostView, Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Line(id="fleet-summary")
-        yield Line(join_cells([label for _, label, _ in COLUMNS], "bold"), id="hosts-header")
+        yield Line(self._header(), id="hosts-header")
         yield HostList(id="hosts")
         yield Input(placeholder="filter hosts (regex; ! inverts)", id="filter", classes="hidden")
         yield Footer()
@@ -60,27 +61,27 @@ class FleetScreen(HostView, Screen[None]):
 
     # ------------------------------------------------------------------ rendering
 
-    def _matches(self, name: str) -> bool:
-        pattern = self.filter_text
-        if not pattern:
-            return True
-        invert = pattern.startswith("!")
-        pattern = pattern[1:] if invert else pattern
+    @property
+    def filter_text(self) -> str:
+        return self.view.filter_text
+
+    def _header(self) -> Text:
+        return join_cells([self.view.label(i) for i in range(len(COLUMNS))], "bold")
+
+    def _row(self, name: str) -> Row:
         model = self.desk.state.models[name]
-        haystack = f"{name} {model.host.destination} {model.status.state.value}"
-        try:
-            found = re.search(pattern, haystack, re.IGNORECASE) is not None
-        except re.error:
-            found = pattern.lower() in haystack.lower()
-        return found != invert
+        return Row(name, host_cells(model), host_sort_values(model))
+
+    def _matches(self, name: str) -> bool:
+        return not self.filter_text or self.view.matches(self._row(name).text())
 
     def rebuild(self) -> None:
         self._pending.clear()
         hosts = self.query_one(HostList)
-        names = [n for n in self.desk.state.models if self._matches(n)]
-        hosts.set_rows(names)
-        for name in names:
-            hosts.show(name, host_cells(self.desk.state.models[name]))
+        shown = self.view.apply([self._row(n) for n in self.desk.state.models])
+        hosts.set_rows([row.key for row in shown])
+        for row in shown:
+            hosts.show(row.key, list(row.cells))
         self.update_summary()
 
     def host_changed(self, name: str) -> None:
@@ -106,6 +107,9 @@ class FleetScreen(HostView, Screen[None]):
 
     def flush(self) -> None:
         self._flush_scheduled = False
+        if self.view.sort is not None:
+            self.rebuild()  # a changed cell may move its row
+            return
         pending, self._pending = self._pending, set()
         with self.app.batch_update():
             for name in pending:
@@ -133,8 +137,12 @@ class FleetScreen(HostView, Screen[None]):
                 parts.append("SIMULATED")
         if attention:
             parts.append(f"{attention} need attention")
-        if self.filter_text:
+        if self.view.filter_error is not None:
+            parts.append(f"filter {self.filter_text!r} is not a valid regex; showing all")
+        elif self.filter_text:
             parts.append(f"filter: {self.filter_text}")
+        if self.view.sort is not None:
+            parts.append(self.view.describe())
         self.query_one("#fleet-summary", Line).set(" · ".join(parts))
 
     # ------------------------------------------------------------------ actions
@@ -202,6 +210,22 @@ class FleetScreen(HostView, Screen[None]):
             answered,
         )
 
+    def action_sort_next(self) -> None:
+        self.view.cycle(1)
+        self._resorted()
+
+    def action_sort_prev(self) -> None:
+        self.view.cycle(-1)
+        self._resorted()
+
+    def action_sort_reverse(self) -> None:
+        self.view.flip()
+        self._resorted()
+
+    def _resorted(self) -> None:
+        self.query_one("#hosts-header", Line).set(self._header())
+        self.rebuild()
+
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.remove_class("hidden")
@@ -210,7 +234,7 @@ class FleetScreen(HostView, Screen[None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
-            self.filter_text = event.value
+            self.view.filter_text = event.value
             self.rebuild()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -221,6 +245,6 @@ class FleetScreen(HostView, Screen[None]):
         box = self.query_one("#filter", Input)
         box.value = ""
         box.add_class("hidden")
-        self.filter_text = ""
+        self.view.filter_text = ""
         self.rebuild()
         self.query_one(HostList).focus()

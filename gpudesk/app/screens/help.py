@@ -18,7 +18,9 @@ GLOBAL_NOTES = [
 def binding_rows(screen: Screen[object]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for node in (screen, screen.app):
+    # The focused table's own keys (j/k, sorting) too: they work only there.
+    nodes = [n for n in (screen, screen.focused, screen.app) if n is not None]
+    for node in nodes:
         for binding in node.BINDINGS:
             if not isinstance(binding, Binding):
                 continue

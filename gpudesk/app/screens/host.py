@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from gpudesk.app.desk import Desk, HostView, desk_of, show_notice
 from gpudesk.app.messages import ActionDone, ForwardOpened, InspectLoaded, Notice
@@ -24,11 +24,14 @@ from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.modals.submit_run import SubmitRunModal
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
 from gpudesk.app.screens.logs import LogScreen
-from gpudesk.app.widgets.container_table import COLUMNS, container_cells
+from gpudesk.app.widgets import container_table
+from gpudesk.app.widgets.container_table import COLUMNS, container_row
 from gpudesk.app.widgets.gpu_panel import GpuPanel, GpuProcessTable
+from gpudesk.app.widgets.table_nav import NavTable
 from gpudesk.core import sshconfig
 from gpudesk.core.config import private_dir
 from gpudesk.core.containers import ContainerInfo
+from gpudesk.core.containers.stats import gpu_memory_by_container
 from gpudesk.core.containers.watch import ContainersStale
 from gpudesk.core.destinations import user_ssh_config_path
 from gpudesk.core.devcontainers import LaunchRequest, Reach
@@ -38,8 +41,12 @@ from gpudesk.core.logs import LogTarget
 
 
 class HostScreen(HostView, Screen[None]):
+    DEFAULT_CSS = """
+    HostScreen #containers-filter { dock: bottom; margin-bottom: 1; }
+    """
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
+        Binding("slash", "filter", "Filter", key_display="/"),
         Binding("L", "launch('ssh')", "Launch SSH"),
         Binding("J", "launch('jupyter')", "Launch Jupyter"),
         Binding("s", "shell", "Shell"),
@@ -74,15 +81,24 @@ class HostScreen(HostView, Screen[None]):
             yield GpuPanel(id="gpu-panel")
             yield GpuProcessTable(id="gpu-processes")
             yield Static("", id="containers-title")
-            table: DataTable[Text | str] = DataTable(id="containers", cursor_type="row")
-            for key, label in COLUMNS:
-                table.add_column(label, key=key)
-            yield table
+            yield NavTable(COLUMNS, id="containers")
+        yield Input(placeholder="filter containers (regex; ! inverts)", id="containers-filter",
+                    classes="hidden")  # fmt: skip
         yield Footer()
 
     def on_mount(self) -> None:
         self.show_host()
-        self.query_one("#containers", DataTable).focus()
+        self.table.focus()
+        # UP is computed when drawn; redraw it (and nothing else) once a second.
+        self.set_interval(1.0, self.redraw_containers)
+
+    def on_unmount(self) -> None:
+        # Leaving the screen ends its container stats streams.
+        self.desk.state.stop_container_stats(self.host_name)
+
+    @property
+    def table(self) -> NavTable:
+        return self.query_one("#containers", NavTable)
 
     # ------------------------------------------------------------------ rendering
 
@@ -116,9 +132,17 @@ class HostScreen(HostView, Screen[None]):
         if model.gpu is not None:
             self.query_one(GpuPanel).show(model.gpu, model.gpu_history, model.gpu_summary)
             self.query_one(GpuProcessTable).show(model.gpu)
-        shown = (model.containers, model.containers_error, model.containers_stale, self.show_all)
+        shown = (
+            model.containers,
+            model.containers_error,
+            model.containers_stale,
+            self.show_all,
+            model.container_usage,
+            gpu_memory_by_container(model.gpu),
+        )
         if shown != self._containers_shown:
-            # GPU samples arrive every second; the container table changes only on engine events.
+            # GPU samples arrive every second; the container table changes only on engine
+            # events, stats ticks and the UP column's own once-a-second redraw.
             self._containers_shown = shown
             self.show_containers(model.containers, model.containers_error)
             if model.containers_stale is not None:
@@ -137,50 +161,93 @@ class HostScreen(HostView, Screen[None]):
             )
         )
 
+    def redraw_containers(self) -> None:
+        model = self.desk.state.models.get(self.host_name)
+        if model is not None:
+            self.show_containers(model.containers, model.containers_error)
+
     def listed(self, infos: list[ContainerInfo]) -> list[ContainerInfo]:
         """The containers the table lists: gpudesk's, or all of them after ``a``."""
         return [i for i in infos if self.show_all or i.is_gpudesk]
 
     def show_containers(self, infos: list[ContainerInfo] | None, error: str | None) -> None:
         title = self.query_one("#containers-title", Static)
-        table = self.query_one("#containers", DataTable)
+        table = self.table
         scope = "all containers" if self.show_all else "gpudesk containers"
-        if infos is None:
-            title.update(f"[b]Containers[/b] · {error or 'loading…'}")
+        model = self.desk.state.models.get(self.host_name)
+        if infos is None or model is None:
+            title.update(Text.assemble(("Containers", "bold"), f" · {error or 'loading…'}"))
             return
         shown = self.listed(infos)
-        title.update(
-            f"[b]Containers[/b] · {len(shown)} {scope} · L launch SSH · J launch Jupyter · a toggle all"
-        )
-        keys = [i.name for i in shown]
+        gpu_memory = gpu_memory_by_container(model.gpu)
+        now = container_table.clock()
+        rows = [
+            container_row(i, model.container_usage.get(i.name), gpu_memory.get(i.name), now)
+            for i in shown
+        ]
         with self.app.batch_update():
-            if list(table.rows) != keys:
-                cursor = table.cursor_row
-                table.clear()
-                for i in shown:
-                    table.add_row(*container_cells(i), key=i.name)
-                if shown:
-                    table.move_cursor(row=min(cursor, len(shown) - 1))
-            else:
-                for i in shown:
-                    for (col, _), value in zip(COLUMNS, container_cells(i), strict=True):
-                        table.update_cell(i.name, col, value, update_width=True)
+            table.show_rows(rows)
+        # Watch exactly the running containers on screen, in the table's order: past the
+        # stream cap the first ones stream and the rest are polled, so sorting or filtering
+        # brings the containers that matter into the streamed ones.
+        running = {i.name for i in shown if i.state == "running"}
+        self.desk.state.watch_container_stats(
+            self.host_name, [key for key in table.shown_keys if key in running]
+        )
+        parts = [f"{len(shown)} {scope}"]
+        view = table.view
+        if view.filter_text:
+            parts.append(view.describe_filter(table.row_count, len(shown)))
+        if view.sort is not None:
+            parts.append(view.describe())
+        parts.append("L launch SSH · J launch Jupyter · a toggle all · / filter · < > S sort")
+        title.update(Text.assemble(("Containers", "bold"), " · " + " · ".join(parts)))
 
     # ------------------------------------------------------------------ helpers
 
     def selected(self) -> ContainerInfo | None:
         model = self.desk.state.models.get(self.host_name)
-        table = self.query_one("#containers", DataTable)
-        if model is None or not model.containers or table.row_count == 0:
+        key = self.table.selected_key
+        if model is None or not model.containers or key is None:
             self.notify("No container selected.", severity="warning")
             return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         for info in model.containers:
             if info.name == key:
                 return info
         return None
 
     # ------------------------------------------------------------------ actions
+
+    def action_back(self) -> None:
+        box = self.query_one("#containers-filter", Input)
+        if not box.has_class("hidden"):
+            box.value = ""
+            box.add_class("hidden")
+            self.table.view.filter_text = ""
+            self.table.refilter()
+            self.redraw_containers()
+            self.table.focus()
+            return
+        self.app.pop_screen()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#containers-filter", Input)
+        box.remove_class("hidden")
+        box.value = self.table.view.filter_text
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "containers-filter":
+            self.table.view.filter_text = event.value
+            self.table.refilter()
+            self.redraw_containers()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "containers-filter":
+            self.table.focus()
+
+    def on_nav_table_resorted(self, event: NavTable.Resorted) -> None:
+        self.redraw_containers()
 
     def action_toggle_all(self) -> None:
         self.show_all = not self.show_all

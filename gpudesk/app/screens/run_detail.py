@@ -12,8 +12,8 @@ from textual.widgets import Footer, Header, Static
 
 from gpudesk.app.desk import Desk, desk_of
 from gpudesk.app.messages import RunLoaded
+from gpudesk.app.run_source import FleetRunSource, RunSource
 from gpudesk.app.screens.logs import LogScreen
-from gpudesk.app.state import FleetRunSource, RunSource
 from gpudesk.app.widgets.loss_chart import LossChart
 from gpudesk.app.widgets.run_state import STATE_STYLE
 from gpudesk.core import shell

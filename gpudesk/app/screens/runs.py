@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import re
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from gpudesk.app.desk import Desk, desk_of, show_notice
 from gpudesk.app.messages import ActionDone, Notice, RunsLoaded
 from gpudesk.app.modals.confirm import ConfirmModal
+from gpudesk.app.run_source import FleetRunSource, RunSource
 from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.screens.run_detail import RunDetailScreen
-from gpudesk.app.state import FleetRunSource, RunSource
 from gpudesk.app.widgets.run_state import STATE_STYLE
+from gpudesk.app.widgets.table_nav import NavTable, Row
 from gpudesk.core.logs import LogTarget
 from gpudesk.core.runs import Run, default_grace, run_cells
 
@@ -31,6 +29,16 @@ COLUMNS = {"name": 20, "host/container": 20, "script": 9, "state": 11, "step": 1
 
 def run_key(run: Run) -> str:
     return "/".join(run.key)
+
+
+def run_row(run: Run) -> Row:
+    """A run's cells, its state coloured, and numbers to sort the numeric columns by."""
+    plain = run_cells(run)
+    cells: list[str | Text] = list(plain)
+    cells[3] = Text(plain[3], style=STATE_STYLE.get(run.state, ""))
+    m = run.metrics
+    values = [*plain[:4], m.step, m.loss, m.tokens_per_s, run.elapsed, run.eta]
+    return Row(run_key(run), cells, values)
 
 
 class RunsScreen(Screen[None]):
@@ -55,7 +63,6 @@ class RunsScreen(Screen[None]):
         self.source = source
         self.runs: dict[str, Run] = {}
         self.errors: list[str] = []
-        self.filter_text = ""
         self.loaded = False
         self._timer: Timer | None = None
         self.sub_title = f"runs on {host}" if host else "runs on every connected host"
@@ -71,19 +78,22 @@ class RunsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        table: DataTable[str | Text] = DataTable(
-            id="runs-table", cursor_type="row", zebra_stripes=True
+        yield NavTable(
+            [(column, column) for column in COLUMNS],
+            id="runs-table",
+            widths=list(COLUMNS.values()),
+            zebra_stripes=True,
         )
-        yield table
         yield Static("Loading runs…", id="runs-note")
         yield Input(placeholder="filter (regex over every column)", id="runs-filter")
         yield Footer()
 
+    @property
+    def table(self) -> NavTable:
+        return self.query_one("#runs-table", NavTable)
+
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for column, width in COLUMNS.items():
-            table.add_column(column, key=column, width=width)
-        table.focus()
+        self.table.focus()
         self.poll()
 
     @work(thread=True, exit_on_error=False, group="runs-poll", exclusive=True)
@@ -112,49 +122,27 @@ class RunsScreen(Screen[None]):
             self._timer = None
         self.poll()
 
-    def _visible(self) -> list[Run]:
-        runs = list(self.runs.values())
-        if not self.filter_text:
-            return runs
-        invert = self.filter_text.startswith("!")
-        pattern = self.filter_text[1:] if invert else self.filter_text
-        try:
-            regex = re.compile(pattern, re.IGNORECASE)
-        except re.error:
-            regex = re.compile(re.escape(pattern), re.IGNORECASE)
-        return [r for r in runs if bool(regex.search(" ".join(run_cells(r)))) != invert]
-
     def render_table(self) -> None:
-        table = self.query_one(DataTable)
-        current = self.selected_key()
-        table.clear()
-        for run in self._visible():
-            cells: list[str | Text] = list(run_cells(run))
-            cells[3] = Text(str(cells[3]), style=STATE_STYLE.get(run.state, ""))
-            table.add_row(*cells, key=run_key(run))
-        if current is not None and current in self.runs:
-            # RowDoesNotExist: the filter hides it now.
-            with contextlib.suppress(Exception):
-                table.move_cursor(row=table.get_row_index(current))
+        table = self.table
+        table.show_rows([run_row(r) for r in self.runs.values()])
         note = self.query_one("#runs-note", Static)
-        lines = []
+        lines: list[Text] = []
         if not self.runs:
-            lines.append("No runs yet. Submit one from a container (R on the host screen) or with"
-                         " `gpudesk submit`.")  # fmt: skip
-        elif self.filter_text:
-            lines.append(f"filter {self.filter_text!r}: {table.row_count} of {len(self.runs)}")
-        lines += [f"[red]{e}[/]" for e in self.errors]
-        note.update("\n".join(lines))
+            lines.append(Text("No runs yet. Submit one from a container (R on the host screen) or"
+                              " with `gpudesk submit`."))  # fmt: skip
+        else:
+            status = [table.view.describe_filter(table.row_count, len(self.runs)),
+                      table.view.describe()]  # fmt: skip
+            if any(status):
+                lines.append(Text(" · ".join(p for p in status if p)))
+        lines += [Text(e, style="red") for e in self.errors]
+        note.update(Text("\n").join(lines))
+
+    def on_nav_table_resorted(self, event: NavTable.Resorted) -> None:
+        self.render_table()
 
     def selected_key(self) -> str | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:
-            return None
-        return key
+        return self.table.selected_key
 
     def selected(self) -> Run | None:
         key = self.selected_key()
@@ -167,9 +155,10 @@ class RunsScreen(Screen[None]):
         if field.has_class("shown"):
             field.remove_class("shown")
             field.value = ""
-            self.filter_text = ""
+            self.table.view.filter_text = ""
+            self.table.refilter()
             self.render_table()
-            self.query_one(DataTable).focus()
+            self.table.focus()
             return
         self.app.pop_screen()
 
@@ -180,14 +169,15 @@ class RunsScreen(Screen[None]):
 
     @on(Input.Changed, "#runs-filter")
     def filter_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value
+        self.table.view.filter_text = event.value
+        self.table.refilter()
         self.render_table()
 
     @on(Input.Submitted, "#runs-filter")
     def filter_done(self) -> None:
-        self.query_one(DataTable).focus()
+        self.table.focus()
 
-    @on(DataTable.RowSelected)
+    @on(NavTable.RowSelected)
     def row_selected(self) -> None:
         self.action_detail()
 

@@ -58,3 +58,15 @@ def host_cells(model: HostModel) -> list[Text | str]:
         model.extra.get("gpus", "-"),
         model.extra.get("containers", "-"),
     ]
+
+
+def host_sort_values(model: HostModel) -> list[float | int | str | None]:
+    """What each Fleet column sorts by: latency as a number, the rest by their text."""
+    cells = [c.plain if isinstance(c, Text) else str(c) for c in host_cells(model)]
+    latency = model.status.latency_ms
+    connected = model.status.state is ConnState.CONNECTED
+    if model.host.kind is HostKind.LOCAL:
+        latency_value: float | None = 0.0
+    else:
+        latency_value = latency if connected and latency is not None else None
+    return [*cells[:3], latency_value, *cells[4:]]

@@ -34,6 +34,7 @@ from gpudesk.core.containers.model import (
     parse_event,
 )
 from gpudesk.core.containers.pull import PullProgress, split_image_ref
+from gpudesk.core.containers.stats import usage_of
 from gpudesk.core.errors import disk_full, engine_errors
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
@@ -114,21 +115,10 @@ class ContainerEngine:
             raw = container.stats(stream=False)
         except engine_errors() as exc:
             raise self._error(f"could not read the usage of {name}", exc) from exc
-        cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
-        cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
-            pre.get("cpu_usage") or {}
-        ).get("total_usage", 0)
-        sys_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-        cpus = cpu.get("online_cpus") or len(
-            (cpu.get("cpu_usage") or {}).get("percpu_usage") or [1]
-        )
-        percent = cpu_delta / sys_delta * cpus * 100.0 if sys_delta > 0 and cpu_delta > 0 else 0.0
-        mem = raw.get("memory_stats") or {}
-        details = mem.get("stats") or {}
-        # Page cache is reclaimable; `docker stats` leaves it out the same way.
-        cache = details.get("inactive_file", details.get("total_inactive_file", 0))
-        used = max(int(mem.get("usage", 0)) - int(cache), 0)
-        return Stats(round(percent, 1), used, int(mem.get("limit", 0)))
+        usage = usage_of(raw)
+        if usage is None:
+            return Stats(0.0, 0, 0)
+        return Stats(round(usage.cpu_percent or 0.0, 1), usage.mem_used or 0, usage.mem_limit or 0)
 
     def host_public_key(self, name: str, key_type: str = "ed25519") -> str:
         """The SSH host key a running SSH-flavour container made at its first start."""
