@@ -36,30 +36,48 @@ def print_json(document: dict[str, Any]) -> None:
 HostFailure = dict[str, str]
 
 
-def report_failure(failures: list[HostFailure] | None, host: str, exc: BaseException) -> None:
-    """One line on stderr, and an ``errors`` entry when the caller collects them."""
+def report_failure(
+    failures: list[HostFailure] | None, host: str, exc: BaseException, quiet: bool = False
+) -> None:
+    """One line on stderr (unless ``quiet``), and an ``errors`` entry when the caller collects
+    them."""
     message = str(exc) or type(exc).__name__
-    print(f"gpudesk: {host}: {message}", file=sys.stderr)
+    if not quiet:
+        print(f"gpudesk: {host}: {message}", file=sys.stderr)
     if failures is not None:
         failures.append({"host": host, "error": message})
 
 
 def connected_services(
-    fleet: Fleet, names: list[str], failures: list[HostFailure] | None = None
+    fleet: Fleet, names: list[str], failures: list[HostFailure] | None = None, quiet: bool = False
 ) -> list[HostService]:
-    """Connect to each named host in parallel; report the ones that fail on stderr."""
+    """Connect to each named host in parallel; report the ones that fail on stderr (or only
+    in ``failures`` when ``quiet``)."""
 
     def attempt(service: HostService) -> HostService | None:
         try:
             connect_blocking(service.conn)
         except SshError as exc:
-            report_failure(failures, service.host.name, exc)
+            report_failure(failures, service.host.name, exc, quiet)
             return None
         return service
 
     services = [fleet.get(n) for n in names]
     with ThreadPoolExecutor(max_workers=min(16, len(services))) as pool:
         return [s for s in pool.map(attempt, services) if s is not None]
+
+
+def not_found(message: str, failures: list[HostFailure], answered: int) -> CliError:
+    """``message`` (nothing is named so) as one line, saying which hosts could not be asked:
+    a host that did not answer is no proof that the thing is not there."""
+    if not failures:
+        return CliError(message)
+    first = f"{failures[0]['host']}: {failures[0]['error'].rstrip('.')}"
+    if not answered and len(failures) == 1:
+        return CliError(f"{first}.")
+    hosts = ", ".join(f["host"] for f in failures)
+    where = "on the hosts that answered; " if answered else "because no host answered; "
+    return CliError(f"{message.rstrip('.')} {where}{hosts} could not be reached ({first}).")
 
 
 @contextmanager

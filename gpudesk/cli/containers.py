@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from gpudesk.cli.common import (
     HostFailure,
     connected_service,
     connected_services,
+    not_found,
     open_fleet,
     print_json,
     print_table,
@@ -26,9 +28,21 @@ from gpudesk.cli.common import (
 )
 from gpudesk.core import sshconfig
 from gpudesk.core.config import Inventory, user_ssh_config_path
-from gpudesk.core.containers import BaseImageMissingError, ContainerInfo, ContainerNotFoundError
+from gpudesk.core.containers import (
+    BaseImageMissingError,
+    ContainerInfo,
+    ContainerNotFoundError,
+    parse_gpus,
+)
+from gpudesk.core.containers.launch import check_memory
 from gpudesk.core.devcontainers import DevContainers, LaunchRequest
-from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour, has_sudo
+from gpudesk.core.flavours import (
+    DEFAULT_BASE_IMAGE,
+    SSH_HOST_PREFIX,
+    Flavour,
+    has_sudo,
+    validate_name,
+)
 from gpudesk.core.fleet import Fleet
 from gpudesk.core.forwards import Forward
 
@@ -99,18 +113,30 @@ def cmd_ps(args: argparse.Namespace) -> int:
 def _find(fleet: Fleet, inventory: Inventory, name: str, host: str | None) -> DevContainers:
     """The host that has container ``name`` (searching all hosts unless --host)."""
     names = [inventory.get(host).name] if host else inventory.names()
-    for service in connected_services(fleet, names):
+    failures: list[HostFailure] = []
+    services = connected_services(fleet, names, failures, quiet=True)
+    answered = 0
+    for service in services:
         dev = DevContainers(service, inventory)
         try:
             if dev.engine().exists(name):
                 return dev
         except Exception as exc:
-            print(f"gpudesk: {service.host.name}: {exc}", file=sys.stderr)
+            report_failure(failures, service.host.name, exc, quiet=True)
+            continue
+        answered += 1
     where = f"on {host}" if host else "on any connected host"
-    raise CliError(f"No container named {name} {where}; see `gpudesk ps`.")
+    raise not_found(f"No container named {name} {where}; see `gpudesk ps`.", failures, answered)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
+    # What can be refused without the host is refused before connecting to it.
+    if not (math.isfinite(args.timeout) and 0 < args.timeout <= MAX_LAUNCH_TIMEOUT_S):
+        raise CliError(f"--timeout must be a number of seconds from 1 to {MAX_LAUNCH_TIMEOUT_S}.")
+    if args.name is not None:
+        validate_name(args.name)
+    parse_gpus(args.gpus)
+    check_memory(args.memory)
     with open_fleet() as (inventory, fleet):
         service = connected_service(fleet, inventory.get(args.host).name)
         dev = DevContainers(service, inventory)
@@ -159,6 +185,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_LAUNCH_TIMEOUT_S = 86400
+
+
 def _ask(question: str) -> bool:
     print(question, end="", file=sys.stderr, flush=True)
     try:
@@ -195,7 +224,8 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 
 def _hold(forward: Forward) -> None:
-    """Keep ``forward`` open until ctrl+c or SIGTERM."""
+    """Keep ``forward`` open until ctrl+c or SIGTERM, saying why a connection was refused."""
+    forward.on_error = lambda message: print(f"gpudesk: {message}", file=sys.stderr, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -251,8 +281,14 @@ def cmd_forward(args: argparse.Namespace) -> int:
 
 def cmd_ssh_include(args: argparse.Namespace) -> int:
     paths = Inventory.load().paths
-    changed = sshconfig.ensure_include(user_ssh_config_path(), sshconfig.config_path(paths.home))
     where = user_ssh_config_path()
+    try:
+        changed = sshconfig.ensure_include(where, sshconfig.config_path(paths.home))
+    except OSError as exc:  # a folder, no permission, a full disk
+        raise CliError(
+            f"Cannot add the Include line to {where} ({exc.strerror or exc}); fix that file and"
+            " run `gpudesk ssh-include` again."
+        ) from exc
     print(f"{'added' if changed else 'already present'}: Include line at the top of {where}")
     return 0
 

@@ -252,6 +252,10 @@ class Inventory:
             return cls(paths, [LOCAL_HOST])
         except OSError as exc:
             raise ConfigError(f"Cannot read {paths.hosts_file}: {exc.strerror}.") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{paths.hosts_file} is not UTF-8 text (byte {exc.start}); fix or remove it."
+            ) from exc
         return cls(paths, [LOCAL_HOST, *parse_hosts(text, paths.hosts_file)])
 
     def get(self, name: str) -> Host:
@@ -316,7 +320,9 @@ def parse_destination(dest: str) -> tuple[str | None, str, int]:
     raw = dest if dest.startswith("ssh://") else f"ssh://{dest}"
     try:
         parts = urlsplit(raw)
-        port = parts.port or 22
+        port = 22 if parts.port is None else parts.port
+        if not 0 < port < 65536:  # urlsplit lets port 0 through
+            raise ValueError(f"port {port} is not 1 to 65535")
     except ValueError as exc:
         raise ConfigError(f"{dest!r} is not a valid destination: {exc}.") from exc
     if parts.scheme != "ssh" or not parts.hostname or parts.path not in ("", "/"):
