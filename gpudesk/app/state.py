@@ -265,13 +265,17 @@ class FleetState:
     def jupyter_url(self, host: str, name: str) -> str | None:
         """The URL through a port forward kept for the session, one per container (blocking)."""
         key = (host, name)
-        url = self.jupyter_urls.get(key)
-        if url is None:
-            reach, tunnel = self.devcontainers(host).open_jupyter(name)
-            url = reach.url
-            if tunnel is not None:
-                self.tunnels[key] = tunnel
-        return url
+        url, tunnel = self.jupyter_urls.get(key), self.tunnels.get(key)
+        # A kept URL is good only while its forward still leads to that very container (a
+        # restart moves the port, which the forward follows; a recreated one is refused).
+        if url is not None and tunnel is not None and tunnel.follows():
+            return url
+        if tunnel is not None:
+            self.tunnels.pop(key).close()
+        reach, tunnel = self.devcontainers(host).open_jupyter(name)
+        if tunnel is not None:
+            self.tunnels[key] = tunnel
+        return reach.url
 
     def forwards_of(self, host: str, name: str) -> dict[int, Forward]:
         return {k[2]: f for k, f in self.forwards.items() if k[:2] == (host, name)}

@@ -69,6 +69,19 @@ def connected_services(
         return [s for s in pool.map(attempt, services) if s is not None]
 
 
+def not_found(message: str, failures: list[HostFailure], answered: int) -> CliError:
+    """``message`` (nothing is named so) as one line, saying which hosts could not be asked:
+    a host that did not answer is no proof that the thing is not there."""
+    if not failures:
+        return CliError(message)
+    first = f"{failures[0]['host']}: {failures[0]['error'].rstrip('.')}"
+    if not answered and len(failures) == 1:
+        return CliError(f"{first}.")
+    hosts = ", ".join(f["host"] for f in failures)
+    where = "" if answered else "no host answered; "
+    return CliError(f"{message.rstrip('.')} ({where}{hosts} could not be asked: {first}).")
+
+
 @contextmanager
 def open_fleet(connect_timeout: float = 10.0) -> Iterator[tuple[Inventory, Fleet]]:
     """The inventory and a fleet for one command; every connection is closed at the end."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from gpudesk.cli.common import (
     HostFailure,
     connected_service,
     connected_services,
+    not_found,
     open_fleet,
     print_json,
     print_table,
@@ -26,10 +28,22 @@ from gpudesk.cli.common import (
 )
 from gpudesk.core import sshconfig
 from gpudesk.core.config import Inventory
-from gpudesk.core.containers import BaseImageMissingError, ContainerInfo, ContainerNotFoundError
+from gpudesk.core.containers import (
+    BaseImageMissingError,
+    ContainerInfo,
+    ContainerNotFoundError,
+    parse_gpus,
+)
+from gpudesk.core.containers.launch import check_memory
 from gpudesk.core.destinations import user_ssh_config_path
 from gpudesk.core.devcontainers import DevContainers, LaunchRequest
-from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, SSH_HOST_PREFIX, Flavour, has_sudo
+from gpudesk.core.flavours import (
+    DEFAULT_BASE_IMAGE,
+    SSH_HOST_PREFIX,
+    Flavour,
+    has_sudo,
+    validate_name,
+)
 from gpudesk.core.fleet import Fleet
 from gpudesk.core.forwards import Forward
 
@@ -105,20 +119,29 @@ def _find(fleet: Fleet, inventory: Inventory, name: str, host: str | None) -> De
     """
     names = [inventory.get(host).name] if host else inventory.names()
     failures: list[HostFailure] = []
-    for service in connected_services(fleet, names, failures, echo=False):
+    services = connected_services(fleet, names, failures, echo=False)
+    answered = 0
+    for service in services:
         dev = DevContainers(service, inventory)
         try:
             if dev.engine().exists(name):
                 return dev
         except Exception as exc:
             report_failure(failures, service.host.name, exc, echo=False)
-    for failure in failures:
-        print(f"gpudesk: {failure['host']}: {failure['error']}", file=sys.stderr)
+            continue
+        answered += 1
     where = f"on {host}" if host else "on any connected host"
-    raise CliError(f"No container named {name} {where}; see `gpudesk ps`.")
+    raise not_found(f"No container named {name} {where}; see `gpudesk ps`.", failures, answered)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
+    # What can be refused without the host is refused before connecting to it.
+    if not (math.isfinite(args.timeout) and 0 < args.timeout <= MAX_LAUNCH_TIMEOUT_S):
+        raise CliError(f"--timeout must be a number of seconds from 1 to {MAX_LAUNCH_TIMEOUT_S}.")
+    if args.name is not None:
+        validate_name(args.name)
+    parse_gpus(args.gpus)
+    check_memory(args.memory)
     with open_fleet() as (inventory, fleet):
         service = connected_service(fleet, inventory.get(args.host).name)
         dev = DevContainers(service, inventory)
@@ -167,6 +190,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_LAUNCH_TIMEOUT_S = 86400
+
+
 def _ask(question: str) -> bool:
     print(question, end="", file=sys.stderr, flush=True)
     try:
@@ -203,7 +229,8 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 
 def _hold(forward: Forward) -> None:
-    """Keep ``forward`` open until ctrl+c or SIGTERM."""
+    """Keep ``forward`` open until ctrl+c or SIGTERM, saying why a connection was refused."""
+    forward.on_error = lambda message: print(f"gpudesk: {message}", file=sys.stderr, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -259,8 +286,14 @@ def cmd_forward(args: argparse.Namespace) -> int:
 
 def cmd_ssh_include(args: argparse.Namespace) -> int:
     paths = Inventory.load().paths
-    changed = sshconfig.ensure_include(user_ssh_config_path(), sshconfig.config_path(paths.home))
     where = user_ssh_config_path()
+    try:
+        changed = sshconfig.ensure_include(where, sshconfig.config_path(paths.home))
+    except OSError as exc:  # a folder, no permission, a full disk
+        raise CliError(
+            f"Cannot add the Include line to {where} ({exc.strerror or exc}); fix that file and"
+            " run `gpudesk ssh-include` again."
+        ) from exc
     print(f"{'added' if changed else 'already present'}: Include line at the top of {where}")
     return 0
 

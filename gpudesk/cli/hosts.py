@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gpudesk.cli.common import print_json, print_table
+from gpudesk.cli.common import CliError, print_json, print_table
 from gpudesk.core.config import Host, Inventory
 from gpudesk.core.destinations import host_from_destination
 from gpudesk.core.engine import EngineError
@@ -53,6 +54,8 @@ def cmd_hosts_ls(args: argparse.Namespace) -> int:
 
 def cmd_hosts_add(args: argparse.Namespace) -> int:
     inventory = Inventory.load()
+    if args.identity and not os.path.isfile(os.path.expanduser(args.identity)):
+        raise CliError(f"There is no key file {args.identity}; check the --identity path.")
     host = host_from_destination(args.name, args.dest, identity=args.identity, jump=args.jump)
     if host.name in inventory.names():
         inventory.add(host)  # raises the duplicate-name error
@@ -124,6 +127,8 @@ def _print_checklist(row: dict[str, Any]) -> None:
 
 
 def cmd_hosts_check(args: argparse.Namespace) -> int:
+    if not 0 < args.timeout <= 600:  # also refuses nan
+        raise CliError("--timeout must be a number of seconds from 0 to 600.")
     inventory = Inventory.load()
     names = args.names or inventory.names()
     fleet = Fleet.build(inventory, connect_timeout=args.timeout)

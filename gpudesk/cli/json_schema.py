@@ -133,8 +133,9 @@ DEFS: dict[str, Schema] = {
             "script": _t("string", "bundled script name or path in the container"),
             "state": _t(
                 "string",
-                "starting, running, succeeded, failed, stopped or lost",
-                enum=["starting", "running", "succeeded", "failed", "stopped", "lost"],
+                "starting, running, succeeded, failed, stopped, lost or abandoned (its submit"
+                " was cut off before it started)",
+                enum=["starting", "running", "succeeded", "failed", "stopped", "lost", "abandoned"],
             ),
             "exit_code": _t("integer", "exit status once ended", null=True),
             "step": _t("integer", "last logged optimizer step", null=True),
@@ -152,7 +153,11 @@ DEFS: dict[str, Schema] = {
             "dir": _t("string", "run folder on the host"),
             "last_train": _t("object", "last `train` record of metrics.jsonl", null=True),
             "last_eval": _t("object", "last `eval` record of metrics.jsonl", null=True),
-            "error": _t("string", "the script's error message if it failed", null=True),
+            "error": _t(
+                "string",
+                "the script's error message if it failed, or why it was abandoned",
+                null=True,
+            ),
         },
     ),
     "Host": _obj(

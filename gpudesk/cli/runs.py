@@ -14,6 +14,7 @@ from gpudesk.cli.common import (
     HostFailure,
     connected_service,
     connected_services,
+    not_found,
     open_fleet,
     print_json,
     print_table,
@@ -21,12 +22,15 @@ from gpudesk.cli.common import (
 )
 from gpudesk.core import logs
 from gpudesk.core.config import Inventory
+from gpudesk.core.errors import GpudeskError
 from gpudesk.core.fleet import Fleet, HostService
 from gpudesk.core.runs import (
     RUN_COLUMNS,
     Run,
     RunError,
     RunSpec,
+    SubmitProgress,
+    SubmitStage,
     default_grace,
     list_runs,
     run_cells,
@@ -34,6 +38,7 @@ from gpudesk.core.runs import (
     stop_run,
     submit,
 )
+from gpudesk.core.ssh import SshError
 
 
 def _hosts(inventory: Inventory, host: str | None) -> list[str]:
@@ -45,7 +50,7 @@ def _all_runs(services: list[HostService], failures: list[HostFailure]) -> list[
     for service in services:
         try:
             runs += list_runs(service)
-        except RunError as exc:
+        except GpudeskError as exc:  # RunError, or the connection dropping under it
             report_failure(failures, service.host.name, exc)
     return runs
 
@@ -66,9 +71,12 @@ def _named(services: list[HostService], run_name: str) -> list[tuple[HostService
 
 
 def _find(fleet: Fleet, names: list[str], run_name: str) -> tuple[HostService, Run]:
-    found = _named(connected_services(fleet, names), run_name)
+    failures: list[HostFailure] = []
+    services = connected_services(fleet, names, failures, echo=False)
+    found = _named(services, run_name)
     if not found:
-        raise CliError(f"There is no run named {run_name}; see `gpudesk runs`.")
+        message = f"There is no run named {run_name}; see `gpudesk runs`."
+        raise not_found(message, failures, len(services))
     if len(found) > 1:
         where = ", ".join(f"{r.host}/{r.container}" for _s, r in found)
         raise CliError(f"Several runs are named {run_name} ({where}); pass --host.")
@@ -78,18 +86,41 @@ def _find(fleet: Fleet, names: list[str], run_name: str) -> tuple[HostService, R
 def cmd_submit(args: argparse.Namespace) -> int:
     extra = list(args.args)  # everything after `--` (main.parse_args)
     fleet = Fleet.build(Inventory.load())
+    progress = SubmitProgress()
+    service: HostService | None = None
     try:
         service = connected_service(fleet, args.host)
         run = submit(
             service,
             args.container,
             RunSpec(args.script, tuple(extra), nproc=args.nproc, name=args.name),
+            progress=progress,
         )
+    except KeyboardInterrupt:
+        # Ctrl+C says what it left: nothing, or a run that is listed and can be stopped.
+        left = "nothing was started." if service is None else _left_behind(service, args, progress)
+        print(f"gpudesk: interrupted: {left}", file=sys.stderr)
+        return 130
     finally:
         fleet.close()
     print(f"submitted {run.name} on {run.host}/{run.container} (pid {run.pid})")
     print(f"  gpudesk logs {run.name} -f --host {run.host}")
     return 0
+
+
+def _left_behind(service: HostService, args: argparse.Namespace, progress: SubmitProgress) -> str:
+    """What an interrupted submit left, as one sentence: looked up when it may have started."""
+    if progress.stage in (SubmitStage.CHECKING, SubmitStage.REFUSED):
+        return "nothing was started."
+    name, where = progress.run, f"{service.host.name}/{args.container}"
+    stop = f"stop it with `gpudesk stop-run {name} --host {service.host.name}`"
+    try:
+        found = runs_named(list_runs(service), name, args.container)
+    except (RunError, SshError, KeyboardInterrupt):
+        return f"run {name} on {where} may have started; see `gpudesk runs` and {stop}."
+    if not found:
+        return "nothing was started."
+    return f"run {name} is {found[0].state_text} on {where}; {stop}."
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -106,9 +137,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+# More lines than the follower's buffer could hold anyway (it is bounded in bytes too).
+MAX_TAIL_LINES = 10_000_000
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
-    if args.lines < 0:
-        raise CliError("-n must be zero or a positive number of lines.")
+    if not 0 <= args.lines <= MAX_TAIL_LINES:
+        raise CliError(f"-n must be a number of lines from 0 to {MAX_TAIL_LINES:,}.")
     with open_fleet() as (inventory, fleet):
         service, target = _log_target(fleet, _hosts(inventory, args.host), args.target)
 
@@ -139,11 +174,29 @@ def cmd_logs(args: argparse.Namespace) -> int:
             raise BrokenPipeError  # main() exits quietly
         if follower.error:
             raise CliError(f"Following {target.title} failed: {follower.error}")
+        if args.follow and not follower.stopped:
+            _ended_early(service, target, follower.total)
         return 0
 
 
+def _ended_early(service: HostService, target: logs.LogTarget, shown: int) -> None:
+    """A follow that ended by itself: a file's ``tail -F`` never does, so the channel (or the
+    connection under it) was lost; a container's output ends when the container stops."""
+    again = f"follow it again with `gpudesk logs {target.name} -f --host {service.host.name}`"
+    if not service.conn.connected:
+        raise CliError(
+            f"Lost the connection to {service.host.name} while following {target.title}"
+            f" ({shown} lines shown); check the host, then {again}."
+        )
+    if target.kind is not logs.TargetKind.CONTAINER:
+        raise CliError(
+            f"Following {target.title} ended unexpectedly ({shown} lines shown); {again}."
+        )
+
+
 def _log_target(fleet: Fleet, names: list[str], target: str) -> tuple[HostService, logs.LogTarget]:
-    services = connected_services(fleet, names)
+    failures: list[HostFailure] = []
+    services = connected_services(fleet, names, failures, echo=False)
     for service, run in _named(services, target)[:1]:
         return service, logs.LogTarget.run(run.name, run.log_path, run.container)
     for service in services:
@@ -152,18 +205,25 @@ def _log_target(fleet: Fleet, names: list[str], target: str) -> tuple[HostServic
         except Exception:
             continue
         return service, logs.LogTarget.container(target)
-    raise CliError(f"No run or container is named {target}; see `gpudesk runs` or `gpudesk ps`.")
+    message = f"No run or container is named {target}; see `gpudesk runs` or `gpudesk ps`."
+    raise not_found(message, failures, len(services))
 
 
 MAX_GRACE_S = 3600.0
 
 
+def _check_grace(grace: float) -> None:
+    if not (math.isfinite(grace) and 0 <= grace <= MAX_GRACE_S):
+        raise CliError(f"--grace must be a number of seconds from 0 to {MAX_GRACE_S:g}.")
+
+
 def cmd_stop_run(args: argparse.Namespace) -> int:
+    if args.grace is not None:
+        _check_grace(args.grace)  # before connecting: a bad number needs no host to refuse
     with open_fleet() as (inventory, fleet):
         service, run = _find(fleet, _hosts(inventory, args.host), args.run)
         grace = args.grace if args.grace is not None else default_grace(run)
-        if not (math.isfinite(grace) and 0 <= grace <= MAX_GRACE_S):
-            raise CliError(f"--grace must be a number of seconds from 0 to {MAX_GRACE_S:g}.")
+        _check_grace(grace)
         print(f"sending SIGTERM to {run.name}; SIGKILL after {grace:g} s", file=sys.stderr)
         result = stop_run(service, run, grace=grace)
     print(result.message)

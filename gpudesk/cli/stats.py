@@ -31,9 +31,16 @@ def _print_line(record: dict[str, Any]) -> None:
     print(json.dumps({**record, "schema": SCHEMA_VERSION}), flush=True)
 
 
+# The agent samples every GPU each interval: faster than this is load, not information.
+MIN_INTERVAL_S = 0.1
+MAX_INTERVAL_S = 3600.0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
-    if args.interval <= 0:
-        raise CliError("--interval must be a positive number of seconds.")
+    if not MIN_INTERVAL_S <= args.interval <= MAX_INTERVAL_S:  # also refuses nan
+        raise CliError(
+            f"--interval must be a number of seconds from {MIN_INTERVAL_S:g} to {MAX_INTERVAL_S:g}."
+        )
     inventory = Inventory.load()
     names = [inventory.get(args.host).name] if args.host else inventory.names()
     fleet = Fleet.build(inventory)

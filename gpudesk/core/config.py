@@ -262,6 +262,10 @@ class Inventory:
             return cls(paths, [LOCAL_HOST])
         except OSError as exc:
             raise ConfigError(f"Cannot read {paths.hosts_file}: {exc.strerror}.") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{paths.hosts_file} is not UTF-8 text (byte {exc.start}); fix or remove it."
+            ) from exc
         return cls(paths, [LOCAL_HOST, *parse_hosts(text, paths.hosts_file)])
 
     def get(self, name: str) -> Host:

@@ -42,7 +42,9 @@ def parse_destination(dest: str) -> tuple[str | None, str, int]:
     raw = dest if dest.startswith("ssh://") else f"ssh://{dest}"
     try:
         parts = urlsplit(raw)
-        port = parts.port or 22
+        port = 22 if parts.port is None else parts.port
+        if not 0 < port < 65536:  # urlsplit lets port 0 through
+            raise ValueError(f"port {port} is not 1 to 65535")
     except ValueError as exc:
         raise ConfigError(f"{dest!r} is not a valid destination: {exc}.") from exc
     if parts.scheme != "ssh" or not parts.hostname or parts.path not in ("", "/"):

@@ -38,7 +38,7 @@ from gpudesk.core.flavours import (
     validate_name,
 )
 from gpudesk.core.fleet import HostService
-from gpudesk.core.forwards import Forward, ForwardKey, PortMemory, local_opener, target_from_attrs
+from gpudesk.core.forwards import Forward, ForwardKey, PortMemory, local_opener
 from gpudesk.core.sshauth import DEFAULT_IDENTITIES
 
 PROBE_TIMEOUT = 3.0
@@ -333,15 +333,13 @@ class DevContainers:
         if not 0 < port < 65536 or (local_port is not None and not 0 < local_port < 65536):
             raise ContainerError("Ports are numbers from 1 to 65535.")
         key = ForwardKey(self.host.name, name, port)
-        engine = self.engine()
-        target_from_attrs(engine.inspect(name), port)  # refuse a stopped container now
 
-        def resolve() -> tuple[str, int]:
-            return target_from_attrs(self.engine().inspect(name), port)
+        def inspect() -> dict[str, Any]:
+            return self.engine().inspect(name)
 
         opener = local_opener if self.local else self._open_remote
         memory = PortMemory(self.paths)
-        forward = Forward(key, resolve, opener, memory.choose(key, local_port))
+        forward = Forward(key, inspect, opener, memory.choose(key, local_port))
         memory.remember(key, forward.local_port)
         return forward
 

@@ -1,9 +1,9 @@
 """Forward any port of a dev container to this machine, and remember the local port.
 
 A forward is a local listener (:class:`~gpudesk.core.tunnels.Tunnel`) whose far end is looked
-up again whenever it stops answering: a restarted container comes back with another published
-port (Docker picks one at each start) or another address, and the forward follows it, so the
-local port and every bookmark on it keep working.
+up again for every connection: a restarted container comes back with another published port
+(Docker picks one at each start) or another address, and the forward follows it, so the local
+port and every bookmark on it keep working. It never follows the name to another container.
 
 The far end, as seen from the GPU host: a port the container publishes is reached on the
 host's 127.0.0.1; any other port on the container's own address on its Docker network.
@@ -27,7 +27,7 @@ from gpudesk.core.tunnels import Tunnel
 STATE_NAME = "forwards.json"
 CONNECT_TIMEOUT = 5.0
 
-Resolver = Callable[[], tuple[str, int]]
+Inspector = Callable[[], dict[str, Any]]
 Opener = Callable[[str, int], Any]
 
 
@@ -121,18 +121,32 @@ def target_from_attrs(attrs: dict[str, Any], port: int) -> tuple[str, int]:
 
 
 class Forward:
-    """127.0.0.1:``local_port`` here → ``port`` in a container, following it across restarts."""
+    """127.0.0.1:``local_port`` here → ``port`` in a container, following it across restarts.
+
+    ``inspect`` returns the container's ``docker inspect``; it is asked again for every new
+    connection, so the far end is always the port the container publishes now, and a
+    connection is refused when the name has come to mean another container (removed and
+    created again): a stale port must never hand a Jupyter token to someone else's container.
+    """
 
     def __init__(
-        self, key: ForwardKey, resolve: Resolver, open_tcp: Opener, local_port: int = 0
+        self,
+        key: ForwardKey,
+        inspect: Inspector,
+        open_tcp: Opener,
+        local_port: int = 0,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.key = key
-        self._resolve = resolve
+        self._inspect = inspect
         self._open_tcp = open_tcp
-        self._target: tuple[str, int] | None = None
-        self._lock = threading.Lock()
+        self.on_error = on_error
+        self.last_error: str | None = None
+        attrs = inspect()
+        target_from_attrs(attrs, key.port)  # refuse a stopped container now
+        self.container_id = str(attrs.get("Id") or "")
         try:
-            self.tunnel = Tunnel(self._open, "container", key.port, local_port)
+            self.tunnel = Tunnel(self._open, "container", key.port, local_port, self._failed)
         except OSError as exc:
             raise ForwardError(
                 f"Port {local_port} is already in use on this machine; pick another with --local."
@@ -143,18 +157,34 @@ class Forward:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.local_port}"
 
-    def target(self, fresh: bool = False) -> tuple[str, int]:
-        with self._lock:
-            if fresh or self._target is None:
-                self._target = self._resolve()
-            return self._target
+    def target(self) -> tuple[str, int]:
+        """Where the container's port is now; ForwardError if it is not the same container."""
+        attrs = self._inspect()
+        found = str(attrs.get("Id") or "")
+        if self.container_id and found != self.container_id:
+            raise ForwardError(
+                f"{self.key.container} on {self.key.host} is not the container this forward was"
+                " opened for (it was removed and created again); open the forward again."
+            )
+        return target_from_attrs(attrs, self.key.port)
+
+    def follows(self) -> bool:
+        """Whether the forward still leads to its container (for callers that cache its URL)."""
+        try:
+            self.target()
+        except Exception:
+            return False
+        return not self.tunnel.closed
 
     def _open(self, _host: str, _port: int) -> Any:
-        try:
-            return self._open_tcp(*self.target())
-        except Exception:
-            # The container may have restarted elsewhere (port, address): look again once.
-            return self._open_tcp(*self.target(fresh=True))
+        return self._open_tcp(*self.target())
+
+    def _failed(self, exc: BaseException) -> None:
+        message = str(exc) or type(exc).__name__
+        changed = message != self.last_error
+        self.last_error = message
+        if changed and self.on_error is not None:
+            self.on_error(message)
 
     def close(self) -> None:
         self.tunnel.close()

@@ -29,9 +29,15 @@ class Tunnel:
     """
 
     def __init__(
-        self, open_channel: Opener, remote_host: str, remote_port: int, local_port: int = 0
+        self,
+        open_channel: Opener,
+        remote_host: str,
+        remote_port: int,
+        local_port: int = 0,
+        on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._open = open_channel
+        self._on_error = on_error
         self.remote_host = remote_host
         self.remote_port = remote_port
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -54,9 +60,12 @@ class Tunnel:
     def _serve(self, client: socket.socket) -> None:
         try:
             channel = self._open(self.remote_host, self.remote_port)
-        except Exception:
-            # The browser sees a closed connection; the host row says why the link is down.
+        except Exception as exc:
+            # The browser only sees a closed connection: say why to whoever holds the tunnel.
             client.close()
+            if self._on_error is not None:
+                with contextlib.suppress(Exception):
+                    self._on_error(exc)
             return
         try:
             pump(client, channel, self._closed)
@@ -64,6 +73,10 @@ class Tunnel:
             with contextlib.suppress(OSError):
                 channel.close()
             client.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
 
     def close(self) -> None:
         self._closed.set()

@@ -190,7 +190,10 @@ class _FakeDev:
 
     def forward(self, name: str, port: int, local_port: int | None) -> Forward:
         key = ForwardKey(HOST, name, port)
-        return Forward(key, lambda: ("127.0.0.1", self.server.port), local_opener, local_port or 0)
+        published = {"Id": "c1", "State": {"Status": "running"}, "NetworkSettings": {
+            "Ports": {f"{port}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(self.server.port)}]}
+        }}  # fmt: skip
+        return Forward(key, lambda: published, local_opener, local_port or 0)
 
 
 async def test_forward_a_port_from_the_container_row_then_stop_it() -> None:

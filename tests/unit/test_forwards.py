@@ -92,25 +92,47 @@ def fetch(port: int) -> bytes:
         return conn.recv(100)
 
 
-def test_a_forward_follows_its_target_when_the_old_one_stops_answering(
-    servers: list[Server],
-) -> None:
-    where = {"port": servers[0].port}
+def published(port: int, cid: str = "c1") -> dict:
+    return {**attrs(ports={"6006/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}),
+            "Id": cid}  # fmt: skip
+
+
+def test_a_forward_follows_its_container_to_its_new_port(servers: list[Server]) -> None:
+    now = {"attrs": published(servers[0].port)}
     lookups: list[int] = []
 
-    def resolve() -> tuple[str, int]:
-        lookups.append(where["port"])
-        return "127.0.0.1", where["port"]
+    def inspect() -> dict:
+        lookups.append(1)
+        return now["attrs"]
 
-    forward = Forward(ForwardKey("h", "c", 6006), resolve, local_opener)
+    forward = Forward(ForwardKey("h", "c", 6006), inspect, local_opener)
     try:
         assert fetch(forward.local_port) == b"first"
-        assert fetch(forward.local_port) == b"first"
-        assert len(lookups) == 1  # looked up once while it answers
-        servers[0].close()  # the container restarted on another port
-        where["port"] = servers[1].port
+        # The container restarted: same container, another published port. The old port now
+        # answers for someone else (the second server), yet the forward goes where it is now.
+        now["attrs"] = published(servers[1].port)
         assert fetch(forward.local_port) == b"second"
-        assert lookups == [servers[0].port, servers[1].port]
+        assert len(lookups) == 3  # at the start, then once per connection
+        assert forward.follows() and forward.last_error is None
+    finally:
+        forward.close()
+
+
+def test_a_forward_refuses_a_new_container_under_the_same_name(servers: list[Server]) -> None:
+    now = {"attrs": published(servers[0].port, "c1")}
+    errors: list[str] = []
+    forward = Forward(
+        ForwardKey("h", "nb", 6006), lambda: now["attrs"], local_opener, on_error=errors.append
+    )
+    try:
+        assert fetch(forward.local_port) == b"first"
+        now["attrs"] = published(servers[0].port, "c2")  # removed and created again
+        assert fetch(forward.local_port) == b""  # closed at once, nothing forwarded
+        assert not forward.follows()
+        assert errors == [forward.last_error]
+        assert "not the container this forward was opened for" in errors[0]
+        assert fetch(forward.local_port) == b""
+        assert len(errors) == 1  # the same reason is said once
     finally:
         forward.close()
 
@@ -121,4 +143,4 @@ def test_a_busy_local_port_is_one_clear_error() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(ForwardError, match=r"already in use.*--local"):
-            Forward(ForwardKey("h", "c", 1), lambda: ("127.0.0.1", 1), local_opener, port)
+            Forward(ForwardKey("h", "c", 1), lambda: published(1), local_opener, port)

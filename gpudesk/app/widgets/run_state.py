@@ -11,4 +11,5 @@ STATE_STYLE = {
     RunState.FAILED: "bold red",
     RunState.STOPPED: "magenta",
     RunState.LOST: "red",
+    RunState.ABANDONED: "red",
 }

@@ -54,7 +54,26 @@ else:
 SHM_SIZE = "16g"
 READY_TIMEOUT = 120.0
 PROBE_INTERVAL = 0.5
-_MEMORY_RE = re.compile(r"\d+(\.\d+)?[kmg]?b?", re.IGNORECASE)
+_MEMORY_RE = re.compile(r"(\d+(?:\.\d+)?)([kmg]?)b?", re.IGNORECASE | re.ASCII)
+_MEMORY_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+MIN_MEMORY = 6 * 2**20  # Docker's own floor for a memory limit
+
+
+def check_memory(memory: str | None) -> None:
+    """Refuse a memory limit Docker would refuse or misread (``0`` means no limit to Docker)."""
+    if memory is None:
+        return
+    match = _MEMORY_RE.fullmatch(memory.strip())
+    if not match:
+        raise ContainerError(
+            f"{memory!r} is not a memory size; write a number with k, m or g, like 64g."
+        )
+    size = float(match[1]) * _MEMORY_UNITS[match[2].lower()]
+    if size < MIN_MEMORY:
+        raise ContainerError(
+            f"A memory limit of {memory.strip()} is too small (Docker needs at least 6m, and 0"
+            " would mean no limit); leave --memory out for no limit."
+        )
 
 
 class Containers(ContainerEngine):
@@ -83,10 +102,7 @@ class Containers(ContainerEngine):
         validate_name(spec.name)
         validate_user(spec.user)
         check_workspace(spec.workspace)
-        if spec.memory and not _MEMORY_RE.fullmatch(spec.memory.strip()):
-            raise ContainerError(
-                f"{spec.memory!r} is not a memory size; write a number with k, m or g, like 64g."
-            )
+        check_memory(spec.memory)
         if spec.flavour is Flavour.SSH and not spec.public_key.strip():
             raise ContainerError("An SSH container needs your public key; none was given.")
         if self.exists(spec.name):

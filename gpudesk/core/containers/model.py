@@ -22,7 +22,7 @@ WORKSPACE = "/workspace"  # where every dev container mounts its workspace folde
 LOG_TAIL = 20
 _TIMESTAMP_FRACTION = re.compile(r"(\.\d{6})\d+")
 # Indices as nvidia-smi numbers them, or GPU/MIG UUIDs as it prints them.
-_GPU_ID = re.compile(r"\d{1,3}|GPU-[0-9a-fA-F-]{8,}|MIG-[0-9A-Za-z/-]{8,}")
+_GPU_ID = re.compile(r"\d{1,3}|GPU-[0-9a-fA-F-]{8,}|MIG-[0-9A-Za-z/-]{8,}", re.ASCII)
 
 
 class ContainerError(GpudeskError):
@@ -191,7 +191,7 @@ def parse_gpus(spec: str | None) -> list[Any]:
         return []
     if lowered == "all":
         return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not "²", which isdigit() too
         if int(text) == 0:
             raise InvalidGpuSpecError("0 GPUs is not a GPU request; leave GPUs empty for CPU only.")
         return [DeviceRequest(count=int(text), capabilities=[["gpu"]])]

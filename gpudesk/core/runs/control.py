@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from gpudesk.core.flavours import label
 from gpudesk.core.runs.container import container_labels, exec_in, get_container
 from gpudesk.core.runs.discovery import get_run
-from gpudesk.core.runs.model import Run, RunError, RunSpec
+from gpudesk.core.runs.model import Run, RunError, RunSpec, RunState
 from gpudesk.core.runs.submit import submit
 from gpudesk.core.service import Service
 
 _STOP_SCRIPT = r"""
 d=$1; grace=$2
 [ -f "$d/exit_code" ] && { echo finished; exit 0; }
-pg=$(cat "$d/pid" 2>/dev/null) || { echo nopid; exit 0; }
+# The marker first: a wrapper that writes its pid after this sees it and does not start.
 date +%s > "$d/stopped"
+pg=$(cat "$d/pid" 2>/dev/null) || { echo nopid; exit 0; }
 kill -TERM "-$pg" 2>/dev/null || { echo gone; exit 0; }
 end=$(( $(date +%s) + grace ))
 while kill -0 "-$pg" 2>/dev/null; do
@@ -30,7 +31,7 @@ echo terminated
 @dataclass(frozen=True)
 class StopResult:
     run: str
-    outcome: str  # terminated | killed | finished | gone
+    outcome: str  # terminated | killed | finished | gone | nopid
     message: str
 
 
@@ -54,7 +55,7 @@ def stop_run(service: Service, run: Run | str, grace: float | None = None) -> St
     target = run if isinstance(run, Run) else get_run(service, run, detail=False)
     if grace is None:
         grace = default_grace(target)
-    if target.state.finished:
+    if target.state.finished and target.state is not RunState.ABANDONED:
         raise RunError(f"Run {target.name} already ended ({target.state_text}); nothing to stop.")
     client = service.docker()
     container = get_container(client, target.container)
@@ -75,7 +76,7 @@ def stop_run(service: Service, run: Run | str, grace: float | None = None) -> St
         "killed": f"Killed {target.name}: it did not end within {seconds} s of SIGTERM.",
         "finished": f"{target.name} had already ended.",
         "gone": f"{target.name} had no processes left; marked stopped.",
-        "nopid": f"{target.name} has not started yet; try again in a moment.",
+        "nopid": f"{target.name} had not started; it will not start now (marked stopped).",
     }
     return StopResult(
         target.name, outcome, messages.get(outcome, f"Stopping {target.name}: {outcome}.")

@@ -92,6 +92,13 @@ def read_run_folders(
     }
     cmd = shell.command(["python3", "-", json.dumps(spec)])
     result = service.conn.exec(cmd, input=reader_source(), timeout=READER_WAIT_S)
+    if result.exit_code < 0:
+        # No exit status at all: the channel closed under the reader (sshd or the network
+        # went away), which says nothing about python3.
+        raise RunError(
+            f"Lost the connection to {service.host.name} while reading its run folders;"
+            " check the host and try again."
+        )
     if not result.ok:
         raise RunError(
             f"Could not read the run folders on {service.host.name}: "
@@ -128,15 +135,16 @@ def build_run(
     exit_code = int(code_text) if re.fullmatch(r"-?\d+", code_text) else None
     running = container_running.get(container, False)
     is_alive = (pid in alive.get(container, set())) if running and pid is not None else None
+    started = number(record.get("started"))
     state = derive_state(
         exit_code=exit_code,
         stopped=bool(item.get("stopped")),
         alive=is_alive,
         container_running=running,
         has_pid=pid is not None,
+        waited=None if started is None else now - started,
     )
     metrics = parse_metrics((item.get("metrics") or "").splitlines())
-    started = number(record.get("started"))
     ended = number(item.get("ended"))
     if state.finished and ended is None:
         ended = metrics.last_ts

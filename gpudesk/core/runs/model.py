@@ -33,6 +33,11 @@ LIST_TAIL_BYTES = 64 * 1024
 DETAIL_TAIL_BYTES = 2 * 1024 * 1024
 DETAIL_LOG_LINES = 40
 PID_WAIT = 10.0
+# A run without a pid this long after it was submitted never started: its submit was cut off
+# (gpudesk killed, the container stopped) between writing run.json and starting the process.
+# Generous, because ``started`` is the operator's clock and the host's may differ.
+ABANDON_AFTER = 60.0
+ABANDONED_REASON = "submit was interrupted before the run started; `gpudesk stop-run` clears it"
 
 
 class RunError(GpudeskError):
@@ -46,6 +51,7 @@ class RunState(StrEnum):
     FAILED = "failed"
     STOPPED = "stopped"
     LOST = "lost"
+    ABANDONED = "abandoned"
 
     @property
     def finished(self) -> bool:
@@ -162,7 +168,7 @@ class Run:
             "dir": self.dir,
             "last_train": m.last_train,
             "last_eval": m.last_eval,
-            "error": m.error,
+            "error": m.error or (ABANDONED_REASON if self.state is RunState.ABANDONED else None),
         }
 
 
@@ -263,10 +269,12 @@ def derive_state(
     alive: bool | None,
     container_running: bool,
     has_pid: bool,
+    waited: float | None = None,
 ) -> RunState:
     """The state of a run from what its folder and the container say.
 
-    ``alive`` is None when liveness could not be checked (the container is not running).
+    ``alive`` is None when liveness could not be checked (the container is not running);
+    ``waited`` is how long ago the run was submitted, when known.
     """
     if stopped and (exit_code is not None or alive is not True):
         return RunState.STOPPED
@@ -278,6 +286,8 @@ def derive_state(
         return RunState.RUNNING
     # The shell writes its pid first thing; without it the run is still being started.
     if not has_pid:
+        if waited is not None and waited > ABANDON_AFTER:
+            return RunState.ABANDONED
         return RunState.STARTING
     return RunState.LOST
 

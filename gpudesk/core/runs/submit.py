@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.resources
 import json
 import posixpath
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from gpudesk import __version__
 from gpudesk.core import shell
 from gpudesk.core.archive import tar_bytes
+from gpudesk.core.containers.model import WORKSPACE
 from gpudesk.core.errors import disk_full, engine_errors
 from gpudesk.core.flavours import label
 from gpudesk.core.runs.container import container_labels, exec_in, get_container
@@ -43,6 +45,7 @@ else:
     docker = lazy_module("docker")
 
 _COMPLETE = ".complete"
+STAGING_DIR = f"{WORKSPACE}/.gpudesk/starting"
 
 # ------------------------------------------------------------------------- bundled scripts
 
@@ -87,20 +90,15 @@ def run_command(python: str, script_path: str, out_dir: str, spec: RunSpec) -> l
 # The detached wrapper: records its pid (= process group, thanks to setsid), runs the job and
 # records the exit code atomically. The TERM trap keeps this shell alive while the job handles
 # SIGTERM (it checkpoints), so the exit code is still written.
-_WRAPPER = "echo $$ > pid; trap 'true' TERM INT; {cmd}; code=$?; echo $code > exit_code.tmp; mv exit_code.tmp exit_code"
+# A `stopped` marker already there (stop-run before the pid existed) means it must not start.
+_WRAPPER = (
+    "echo $$ > pid; [ -e stopped ] && exit 0; trap 'true' TERM INT; {cmd}; code=$?; "
+    "echo $code > exit_code.tmp; mv exit_code.tmp exit_code"
+)
 
 
 def wrapper_script(argv: Sequence[str], env: dict[str, str]) -> str:
     return _WRAPPER.format(cmd=shell.command(argv, env=env))
-
-
-def launch_argv(run_dir: str, inner: str) -> list[str]:
-    """``docker exec`` argv that starts ``inner`` detached, in its own session, logging to train.log."""
-    outer = shell.sequence(
-        shell.command(["cd", run_dir]),
-        "exec setsid nohup sh -c " + shell.quote(inner) + " > train.log 2>&1 < /dev/null",
-    )
-    return ["sh", "-c", outer]
 
 
 def _space_error(text: str, container: str) -> RunError | None:
@@ -128,9 +126,18 @@ _PYTHON_PROBE = (
 
 
 def submit(
-    service: Service, container_name: str, spec: RunSpec, *, now: datetime | None = None
+    service: Service,
+    container_name: str,
+    spec: RunSpec,
+    *,
+    now: datetime | None = None,
+    progress: SubmitProgress | None = None,
 ) -> Run:
-    """Start a run detached in a running gpudesk container; on error nothing is left behind."""
+    """Start a run detached in a running gpudesk container.
+
+    A refused submit leaves nothing behind; an interrupted one leaves either nothing or a run
+    with its run.json (``progress`` says how far it got).
+    """
     if spec.nproc < 1 or spec.nproc > 64:
         raise RunError(f"{spec.nproc} is not a number of processes; use 1 to 64.")
     script = spec.script.strip()
@@ -168,57 +175,95 @@ def submit(
             raise RunError(f"There is no file {script_path} in {container_name}; check the path.")
 
     run_dir = f"{RUNS_DIR}/{name}"
-    # mkdir without -p is the lock on the name: of two submissions only one creates it.
+    argv = run_command(python, script_path, run_dir, spec)
+    env = {"GPUDESK_RUN": name, "PYTHONUNBUFFERED": "1"}
+    record: dict[str, Any] = {
+        "id": f"{name}-{int(time.time() * 1000):x}",
+        "name": name,
+        "host": service.host.name,
+        "container": container_name,
+        "script": script,
+        "script_path": script_path,
+        "command": argv,
+        "args": list(spec.args),
+        "nproc": spec.nproc,
+        "env": env,
+        "started": time.time(),
+        "pid": None,  # the run folder's pid file is the truth; see discovery
+        "gpudesk_version": __version__,
+    }
+    if progress is not None:
+        progress.run = name
+        progress.stage = SubmitStage.STARTING
+    # One exec does all that the container keeps: the run exists with its run.json and its
+    # process, or not at all (see _START). No cleanup after this point: whatever an
+    # interruption leaves is a run that `gpudesk runs` lists and `stop-run` can end.
     code, out = exec_in(
-        container, ["sh", "-c", 'mkdir -p "$1" && mkdir "$2"', "sh", RUNS_DIR, run_dir], user
-    )
+        container,
+        ["sh", "-c", START_SCRIPT, "sh", RUNS_DIR, STAGING_DIR, name, _json_text(record),
+         wrapper_script(argv, env)],
+        user,
+    )  # fmt: skip
     if code != 0:
+        if progress is not None:
+            progress.stage = SubmitStage.REFUSED
         problem = _space_error(out, container_name)
         if problem is not None:
             raise problem
-        if "exists" in out.lower():
+        if code == _EXISTS:
             raise RunError(
                 f"A run named {name} already exists in {container_name}; pick another name."
             )
-        raise RunError(f"Could not create {run_dir} in {container_name}: {out.strip()[:200]}.")
-    try:
-        argv = run_command(python, script_path, run_dir, spec)
-        env = {"GPUDESK_RUN": name, "PYTHONUNBUFFERED": "1"}
-        record: dict[str, Any] = {
-            "id": f"{name}-{int(time.time() * 1000):x}",
-            "name": name,
-            "host": service.host.name,
-            "container": container_name,
-            "script": script,
-            "script_path": script_path,
-            "command": argv,
-            "args": list(spec.args),
-            "nproc": spec.nproc,
-            "env": env,
-            "started": time.time(),
-            "pid": None,
-            "gpudesk_version": __version__,
-        }
-        _write_json(container, run_dir, record, user)
-        code, out = exec_in(container, launch_argv(run_dir, wrapper_script(argv, env)), user)
-        if code != 0:
-            raise RunError(f"Could not start {name}: {out.strip()[:200] or f'exit {code}'}.")
-        pid = _wait_pid(container, run_dir, user)
-        record["pid"] = pid
-        _write_json(container, run_dir, record, user)
-    except BaseException as exc:
-        _exec_quiet(container, ["rm", "-rf", "--", run_dir], user)
-        if isinstance(exc, RunError):
-            problem = _space_error(str(exc), container_name)
-            if problem is not None:
-                raise problem from exc
-        raise
+        raise RunError(f"Could not start {name} in {container_name}: {out.strip()[:200]}.")
+    _wait_pid(container, run_dir, user)
+    if progress is not None:
+        progress.stage = SubmitStage.STARTED
     return get_run(service, name, container=container_name)
 
 
-def _exec_quiet(container: Any, argv: list[str], user: str) -> None:
-    with contextlib.suppress(*engine_errors()):
-        container.exec_run(argv, user=user)
+class SubmitStage(StrEnum):
+    """How far a submit got: what an interruption leaves behind."""
+
+    CHECKING = "checking"  # nothing exists yet
+    STARTING = "starting"  # the start command was sent: the run may exist
+    STARTED = "started"  # the run's process wrote its pid
+    REFUSED = "refused"  # the container refused the start; nothing exists
+
+
+@dataclass
+class SubmitProgress:
+    """Filled in by :func:`submit` as it goes, for the caller to say what an interrupt left."""
+
+    stage: SubmitStage = SubmitStage.CHECKING
+    run: str = ""
+
+
+# Everything the container keeps of a run, in one shell, as the container user:
+# run.json is written into a staging folder beside runs/ (same file system) and renamed onto
+# runs/<name> in one rename(2), which fails on a run that exists (the lock on the name) but
+# takes over an empty folder an old interrupted submit left. Then the detached wrapper starts.
+# umask 027: the run's files are 0640 and its folders 0750, not readable by other accounts.
+_EXISTS = 17
+START_SCRIPT = r"""
+umask 027
+runs=$1; staging=$2; name=$3
+mkdir -p "$runs" "$staging" || exit 1
+find "$staging" -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {} + 2>/dev/null
+tmp=$(mktemp -d "$staging/$name.XXXXXX") || exit 1
+chmod 0750 "$tmp"
+printf '%s' "$4" > "$tmp/run.json" || { rm -rf "$tmp"; exit 1; }
+if ! mv -T "$tmp" "$runs/$name" 2>/dev/null; then
+  rm -rf "$tmp"
+  [ -e "$runs/$name" ] && exit 17
+  echo "cannot create $runs/$name"; exit 1
+fi
+cd "$runs/$name" || exit 1
+exec setsid nohup sh -c "$5" > train.log 2>&1 < /dev/null
+"""
+
+
+def _json_text(record: dict[str, Any]) -> str:
+    return json.dumps(record, indent=2) + "\n"
 
 
 def _wait_pid(container: Any, run_dir: str, user: str) -> int:
@@ -229,29 +274,16 @@ def _wait_pid(container: Any, run_dir: str, user: str) -> int:
         if code == 0 and out.strip().isdigit():
             return int(out.strip())
         if time.monotonic() > deadline:
-            raise RunError(f"The run in {run_dir} did not start within {PID_WAIT:.0f} s.")
+            name = posixpath.basename(run_dir)
+            raise RunError(
+                f"Run {name} did not start within {PID_WAIT:.0f} s; see `gpudesk logs {name}`"
+                f" and `gpudesk runs` (stop-run {name} clears it)."
+            )
         time.sleep(delay)  # polling a file in the container; there is no event to wait on
         delay = min(delay * 2, 0.5)
 
 
-def _write_json(container: Any, run_dir: str, record: dict[str, Any], user: str) -> None:
-    data = (json.dumps(record, indent=2) + "\n").encode()
-    # printf through argv, not put_archive, so the file belongs to the container user.
-    code, out = exec_in(
-        container,
-        [
-            "sh",
-            "-c",
-            'printf "%s" "$1" > "$2.tmp" && mv "$2.tmp" "$2"',
-            "sh",
-            data.decode(),
-            f"{run_dir}/run.json",
-        ],
-        user,
-    )
-    if code != 0:
-        problem = _space_error(out, container.name)
-        raise problem or RunError(f"Could not write {run_dir}/run.json: {out.strip()[:200]}.")
+_OWN_SCRIPTS = '{ [ -z "$2" ] || chown -R "$2": "$1"; } && chmod -R u=rwX,g=rX,o= "$1"'
 
 
 # A bundled script started with this set only parses its arguments (traincore.main), so submit
@@ -281,7 +313,9 @@ def _upload_scripts(container: Any, scripts_dir: str, files: dict[str, bytes], u
     code, _ = exec_in(container, ["test", "-f", f"{scripts_dir}/{_COMPLETE}"], user)
     if code == 0:
         return
-    code, out = exec_in(container, ["mkdir", "-p", scripts_dir], user)
+    code, out = exec_in(
+        container, ["sh", "-c", 'umask 027 && mkdir -p "$1"', "sh", scripts_dir], user
+    )
     if code != 0:
         problem = _space_error(out, container.name)
         raise problem or RunError(f"Could not create {scripts_dir}: {out.strip()[:200]}.")
@@ -297,3 +331,11 @@ def _upload_scripts(container: Any, scripts_dir: str, files: dict[str, bytes], u
         raise RunError(f"Could not upload the scripts to {container.name} ({exc}).") from exc
     if not ok:
         raise RunError(f"Docker refused to upload the scripts into {container.name}.")
+    # Docker unpacks an upload as root: hand the scripts to the container user, not readable
+    # by other accounts (0750 folders, 0640 files), as the run folders are.
+    code, out = exec_in(container, ["sh", "-c", _OWN_SCRIPTS, "sh", scripts_dir, user], "root")
+    if code != 0:
+        raise RunError(
+            f"Could not give the scripts in {container.name} to {user or 'its user'}: "
+            f"{out.strip()[:200]}."
+        )
