@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -16,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from gpudesk.app.desk import Desk, HostView, desk_of, show_notice
-from gpudesk.app.messages import ActionDone, ForwardOpened, InspectLoaded, Notice
+from gpudesk.app.messages import ActionDone, ForwardOpened, InspectLoaded, Notice, RunsLoaded
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.forwards import ForwardChoice, ForwardShown, ForwardsModal
 from gpudesk.app.modals.inspect import InspectModal
@@ -24,6 +25,8 @@ from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.modals.submit_run import SubmitRunModal
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
 from gpudesk.app.screens.logs import LogScreen
+from gpudesk.app.screens.run_detail import RunDetailScreen
+from gpudesk.app.state import FleetRunSource, RunSource
 from gpudesk.app.widgets.container_table import COLUMNS, container_cells
 from gpudesk.app.widgets.gpu_panel import GpuPanel, GpuProcessTable
 from gpudesk.core import sshconfig
@@ -31,8 +34,16 @@ from gpudesk.core.config import user_ssh_config_path
 from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.devcontainers import LaunchRequest, Reach
 from gpudesk.core.flavours import SSH_HOST_PREFIX, Flavour
-from gpudesk.core.gpu.sample import free_gpu_indices
+from gpudesk.core.gpu.kill import DEFAULT_GRACE, KillPlan, KillResult, kill_process, plan_kill
+from gpudesk.core.gpu.owners import run_of
+from gpudesk.core.gpu.sample import GpuSample, free_gpu_indices
 from gpudesk.core.logs import LogTarget
+from gpudesk.core.runs import Run
+
+# How often the screen re-reads the host's runs to name the GPU processes that belong to one.
+RUNS_POLL_INTERVAL = 5.0
+
+Killer = Callable[[str, KillPlan, float], KillResult]
 
 
 class HostScreen(HostView, Screen[None]):
@@ -54,12 +65,23 @@ class HostScreen(HostView, Screen[None]):
         Binding("c", "reconnect", "Reconnect"),
     ]
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self, name: str, *, runs: RunSource | None = None, killer: Killer | None = None
+    ) -> None:
+        """``runs`` and ``killer`` default to the fleet's; tests pass recorded ones."""
         super().__init__()
         self.host_name = name
         self.sub_title = name
         self.show_all = False
         self._containers_shown: tuple[object, ...] | None = None
+        self._run_source = runs
+        self._killer = killer
+        self.runs: list[Run] = []
+
+    def run_source(self) -> RunSource:
+        if self._run_source is None:
+            self._run_source = FleetRunSource(self.desk.state)
+        return self._run_source
 
     @property
     def desk(self) -> Desk:
@@ -81,6 +103,8 @@ class HostScreen(HostView, Screen[None]):
     def on_mount(self) -> None:
         self.show_host()
         self.query_one("#containers", DataTable).focus()
+        self.poll_runs()
+        self.set_interval(RUNS_POLL_INTERVAL, self.poll_runs)
 
     # ------------------------------------------------------------------ rendering
 
@@ -96,8 +120,9 @@ class HostScreen(HostView, Screen[None]):
             info.update(f"{name} was removed.")
             return
         status = model.status
+        # Messages, versions and OS names come from the host: plain text, never markup.
         lines = [
-            f"[b]{model.host.name}[/b] · {model.host.destination}",
+            f"{model.host.name} · {model.host.destination}",
             f"state    {status.state.value}" + (f"  ({status.message})" if status.message else ""),
         ]
         if status.latency_ms is not None and model.host.hostname:
@@ -110,10 +135,12 @@ class HostScreen(HostView, Screen[None]):
             lines.append(f"docker   {model.engine_error}")
         if model.gpu_note:
             lines.append(f"gpus     {model.gpu_note}")
-        info.update("\n".join(lines))
+        text = Text("\n".join(lines))
+        text.stylize("bold", 0, len(model.host.name))
+        info.update(text)
         if model.gpu is not None:
             self.query_one(GpuPanel).show(model.gpu, model.gpu_history, model.gpu_summary)
-            self.query_one(GpuProcessTable).show(model.gpu)
+            self.query_one(GpuProcessTable).show(model.gpu, self.run_names(model.gpu))
         shown = (model.containers, model.containers_error, self.show_all)
         if shown != self._containers_shown:
             # GPU samples arrive every second; the container table changes only on engine events.
@@ -129,7 +156,7 @@ class HostScreen(HostView, Screen[None]):
         table = self.query_one("#containers", DataTable)
         scope = "all containers" if self.show_all else "gpudesk containers"
         if infos is None:
-            title.update(f"[b]Containers[/b] · {error or 'loading…'}")
+            title.update(Text.assemble(("Containers", "bold"), f" · {error or 'loading…'}"))
             return
         shown = self.listed(infos)
         title.update(
@@ -148,6 +175,107 @@ class HostScreen(HostView, Screen[None]):
                 for i in shown:
                     for (col, _), value in zip(COLUMNS, container_cells(i), strict=True):
                         table.update_cell(i.name, col, value, update_width=True)
+
+    # ------------------------------------------------------------------ GPU processes
+
+    def run_names(self, sample: GpuSample) -> dict[str, str]:
+        """The gpudesk run each of ``sample``'s processes belongs to, by process table key."""
+        names: dict[str, str] = {}
+        for proc in sample.processes:
+            run = run_of(proc, self.runs)
+            if run is not None:
+                names[GpuProcessTable.key_of(proc)] = run.name
+        return names
+
+    def poll_runs(self) -> None:
+        model = self.desk.state.models.get(self.host_name)
+        # Runs only matter for GPU processes in containers: no such process, no reading.
+        if model is None or model.gpu is None:
+            return
+        if any(p.container_name for p in model.gpu.processes):
+            self.load_runs()
+
+    @work(thread=True, group="host-runs", exclusive=True, exit_on_error=False)
+    def load_runs(self) -> None:
+        try:
+            runs, errors = self.run_source().runs(self.host_name)
+        except Exception as exc:
+            self.post_message(RunsLoaded([], [str(exc)]))
+            return
+        self.post_message(RunsLoaded(runs, errors))
+
+    def on_runs_loaded(self, message: RunsLoaded) -> None:
+        # A host whose runs cannot be read keeps the names it had; the runs view says why.
+        if message.runs or not message.errors:
+            self.runs = [r for r in message.runs if r.host == self.host_name]
+            self.show_host()
+
+    def on_gpu_process_table_run_asked(self, event: GpuProcessTable.RunAsked) -> None:
+        run = next((r for r in self.runs if r.name == event.run), None) if event.run else None
+        if run is None:
+            where = event.process.container_name
+            why = (
+                f"it runs in {where} but not as one of its gpudesk runs"
+                if where
+                else "it runs outside gpudesk's containers"
+            )
+            self.notify(f"pid {event.process.pid} is not part of a gpudesk run: {why}.")
+            return
+        self.app.push_screen(
+            RunDetailScreen(self.host_name, run.name, run.container, source=self.run_source())
+        )
+
+    def on_gpu_process_table_kill_asked(self, event: GpuProcessTable.KillAsked) -> None:
+        model = self.desk.state.models.get(self.host_name)
+        if model is None or model.gpu is None:
+            return
+        proc = event.process
+        ours = {i.name for i in model.containers or [] if i.is_gpudesk}
+        plan = plan_kill(proc, host=model.host, ours=ours, simulated=model.gpu.simulated)
+        if isinstance(plan, str):
+            self.notify(f"Cannot kill: {plan}", severity="warning", timeout=10)
+            return
+        run = run_of(proc, self.runs)
+        where = (
+            f"container {plan.container} (signalled inside it as pid {plan.pid})"
+            if plan.container
+            else f"the host {self.host_name} (no container)"
+        )
+        detail = "\n".join(
+            [
+                f"command    {proc.command}",
+                f"container  {where}",
+                f"user       {proc.user or 'unknown'}",
+                f"GPU        {proc.gpu}" + (f"   run {run.name}" if run else ""),
+                "",
+                f"gpudesk sends SIGTERM, then SIGKILL if it is still running after "
+                f"{DEFAULT_GRACE:.0f} s."
+                + (" Stopping the run (s on the runs view) lets it save a checkpoint." if run else ""),
+            ]
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"Sending SIGTERM to pid {proc.pid}…")
+                self.kill(plan)
+
+        self.app.push_screen(
+            ConfirmModal(f"Kill GPU process {proc.pid}?", detail, confirm="Kill"), answered
+        )
+
+    @work(thread=True, group="gpu-kill", exit_on_error=False)
+    def kill(self, plan: KillPlan) -> None:
+        try:
+            if self._killer is not None:
+                result = self._killer(self.host_name, plan, DEFAULT_GRACE)
+            else:
+                service = self.desk.state.service(self.host_name)
+                result = kill_process(service, plan, DEFAULT_GRACE)
+        except Exception as exc:
+            self.post_message(Notice(str(exc), error=True, timeout=10))
+            return
+        failed = result.outcome in ("denied", "other")
+        self.post_message(Notice(result.message, error=failed, timeout=10))
 
     # ------------------------------------------------------------------ helpers
 
@@ -210,8 +338,11 @@ class HostScreen(HostView, Screen[None]):
             ConfirmModal(
                 "Add one Include line at the top of ~/.ssh/config?",
                 f"It reads {config}, so `ssh {reach.ssh_alias}`, scp, rsync and VS Code "
-                "Remote-SSH reach gpudesk's containers. Nothing else in the file changes.",
+                "Remote-SSH reach gpudesk's containers. Nothing else in the file changes.\n"
+                "Enter adds it (the default: it only adds that line, and gpudesk asks once); "
+                "esc leaves the file as it is.",
                 confirm="Add Include",
+                default_yes=True,
             ),
             answered,
         )
