@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import sys
 import webbrowser
+from collections.abc import Iterable
 from functools import partial
+from typing import Any
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from gpudesk import __version__
@@ -67,6 +71,26 @@ class GpudeskApp(App[int]):
         self.state = FleetState(self, fleet_factory, connect=connect)
         if self.state.simulate:
             self.sub_title = f"v{__version__} · SIMULATED GPUs"
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification as plain text: they carry container names, run names and error
+        text from hosts, and ``[/]`` in one of those must never be read as markup (or crash)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        # gpudesk's own palette entries open its help and quit cleanly; Textual's "Keys" and
+        # "Quit" would list the same two actions a second time.
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Keys", "Quit"):
+                yield command
 
     # Read-only views of the state, for tests and the command palette.
     @property

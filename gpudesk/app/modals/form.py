@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar, TypeVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -24,7 +25,7 @@ class FormModal(ModalScreen[ResultT | None]):
     SUBMIT_LABEL = ""
 
     def form_title(self) -> str:
-        """The dialog's title (console markup)."""
+        """The dialog's title (plain text: it may name a host's container)."""
         raise NotImplementedError
 
     def fields(self) -> ComposeResult:
@@ -37,7 +38,7 @@ class FormModal(ModalScreen[ResultT | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id=self.DIALOG_ID):
-            yield Static(f"[b]{self.form_title()}[/b]", classes="dialog-title")
+            yield Static(Text(self.form_title(), style="bold"), classes="dialog-title")
             yield from self.fields()
             yield Static("", id=self.ERROR_ID, classes="error")
             with Horizontal(classes="dialog-buttons"):
@@ -49,7 +50,7 @@ class FormModal(ModalScreen[ResultT | None]):
         return self.query_one(f"#{field}", Input).value.strip()
 
     def show_error(self, text: str) -> None:
-        self.query_one(f"#{self.ERROR_ID}", Static).update(text)
+        self.query_one(f"#{self.ERROR_ID}", Static).update(Text(text))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.submit()

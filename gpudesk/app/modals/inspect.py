@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -20,7 +21,8 @@ class InspectModal(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="inspect-dialog"):
             yield Static(
-                f"[b]docker inspect {self.title_text}[/b]  (esc closes)", classes="dialog-title"
+                Text.assemble((f"docker inspect {self.title_text}", "bold"), "  (esc closes)"),
+                classes="dialog-title",
             )
             yield TextArea(self.text, read_only=True, language=None, id="inspect-text")
 

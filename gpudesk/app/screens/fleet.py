@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -13,12 +15,13 @@ from gpudesk.app.desk import Desk, HostView, desk_of
 from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
-from gpudesk.app.widgets.host_list import COLUMNS, HostList, Line, join_cells
+from gpudesk.app.widgets.host_list import COLUMNS, HostList, Line, fit_widths, join_cells
 from gpudesk.app.widgets.host_table import host_cells
 from gpudesk.core.config import Host
 from gpudesk.core.ssh import ConnState
 
 FLUSH_INTERVAL = 0.15
+HEADER: list[Text | str] = [label for _, label, _ in COLUMNS]
 
 
 class FleetScreen(HostView, Screen[None]):
@@ -46,7 +49,7 @@ class FleetScreen(HostView, Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Line(id="fleet-summary")
-        yield Line(join_cells([label for _, label, _ in COLUMNS], "bold"), id="hosts-header")
+        yield Line(join_cells(HEADER, "bold"), id="hosts-header")
         yield HostList(id="hosts")
         yield Input(placeholder="filter hosts (regex; ! inverts)", id="filter", classes="hidden")
         yield Footer()
@@ -81,7 +84,21 @@ class FleetScreen(HostView, Screen[None]):
         hosts.set_rows(names)
         for name in names:
             hosts.show(name, host_cells(self.desk.state.models[name]))
+        self.fit_columns()
         self.update_summary()
+
+    def fit_columns(self) -> None:
+        """Size the columns to their content and the screen's width (narrow: drop some)."""
+        hosts = self.query_one(HostList)
+        width = hosts.scrollable_content_region.width - 2  # the rows' padding
+        if width <= 0:
+            return
+        rows = [HEADER, *(row.cells for row in hosts.rows.values() if row.cells)]
+        if hosts.set_widths(fit_widths(rows, width)):
+            self.query_one("#hosts-header", Line).set(join_cells(HEADER, "bold", hosts.widths))
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self.fit_columns)
 
     def host_changed(self, name: str) -> None:
         """Note that a host changed; rows are redrawn together a few times a second.
@@ -110,6 +127,7 @@ class FleetScreen(HostView, Screen[None]):
         with self.app.batch_update():
             for name in pending:
                 self.show_host(name)
+            self.fit_columns()
 
     def show_host(self, name: str) -> None:
         hosts = self.query_one(HostList)

@@ -15,7 +15,7 @@ from textual.events import Click
 from textual.message import Message
 from textual.widget import Widget
 
-# (key, header, width); the last column takes what is left.
+# (key, header, width): the widths used until the screen fits them to its content and size.
 COLUMNS: list[tuple[str, str, int]] = [
     ("name", "HOST", 13),
     ("dest", "DESTINATION", 20),
@@ -25,11 +25,42 @@ COLUMNS: list[tuple[str, str, int]] = [
     ("gpus", "GPUS", 28),
     ("containers", "CONTAINERS", 11),
 ]
+# The most a column grows to fit its longest cell (one space of gap included).
+MAX_WIDTH = {"name": 25, "dest": 36, "state": 23, "latency": 11, "docker": 40, "gpus": 32,
+             "containers": 40}  # fmt: skip
+# On a narrow terminal these go first, in this order; the host, its state, GPUs and
+# containers stay (and are shortened last).
+DROP_ORDER = ("latency", "dest", "docker")
 
 
-def join_cells(cells: list[Text | str], style: str = "") -> Text:
+def fit_widths(rows: list[list[Text | str]], total: int) -> list[int]:
+    """Column widths for ``rows`` (header included) in ``total`` cells: each column as wide
+    as its longest cell (capped), then, if that is too wide, whole columns dropped (width 0)
+    in :data:`DROP_ORDER`, then the widest remaining ones shortened."""
+    widths = []
+    for n, (key, _, _) in enumerate(COLUMNS):
+        longest = max((Text(r[n]).cell_len if isinstance(r[n], str) else r[n].cell_len)
+                      for r in rows)  # fmt: skip
+        widths.append(min(MAX_WIDTH[key], longest + 1))
+    keys = [key for key, _, _ in COLUMNS]
+    for key in DROP_ORDER:
+        if sum(widths) <= total:
+            break
+        widths[keys.index(key)] = 0
+    while sum(widths) > total:
+        widest = max(range(len(widths)), key=lambda i: widths[i])
+        if widths[widest] <= 6:
+            break  # the line's own ellipsis cuts what still does not fit
+        widths[widest] -= 1
+    return widths
+
+
+def join_cells(cells: list[Text | str], style: str = "", widths: list[int] | None = None) -> Text:
     line = Text(style=style, no_wrap=True, overflow="ellipsis")
-    for (_, _, width), cell in zip(COLUMNS, cells, strict=True):
+    sizes = widths or [width for _, _, width in COLUMNS]
+    for width, cell in zip(sizes, cells, strict=True):
+        if width <= 0:
+            continue
         text = cell.copy() if isinstance(cell, Text) else Text(cell)
         text.truncate(width - 1, overflow="ellipsis")
         text.pad_right(width - text.cell_len)
@@ -76,10 +107,13 @@ class HostRow(Line):
         super().__init__()
         self.host_name = name
         self.cells: list[Text | str] = []
+        self.widths: list[int] | None = None
 
-    def show(self, cells: list[Text | str]) -> None:
+    def show(self, cells: list[Text | str], widths: list[int] | None = None) -> None:
         self.cells = cells
-        self.set(join_cells(cells))
+        if widths is not None:
+            self.widths = widths
+        self.set(join_cells(cells, widths=self.widths))
 
     def on_click(self, event: Click) -> None:
         parent = self.parent
@@ -109,6 +143,7 @@ class HostList(VerticalScroll, can_focus=True):
         super().__init__(id=id)
         self.rows: dict[str, HostRow] = {}
         self.cursor: str | None = None
+        self.widths: list[int] | None = None
 
     # ------------------------------------------------------------------ rows
 
@@ -135,7 +170,16 @@ class HostList(VerticalScroll, can_focus=True):
     def show(self, name: str, cells: list[Text | str]) -> None:
         row = self.rows.get(name)
         if row is not None:
-            row.show(cells)
+            row.show(cells, self.widths)
+
+    def set_widths(self, widths: list[int]) -> bool:
+        """Lay every row out in ``widths`` (see :func:`fit_widths`); False if unchanged."""
+        if widths == self.widths:
+            return False
+        self.widths = widths
+        for row in self.rows.values():
+            row.show(row.cells, widths)
+        return True
 
     def row_names(self) -> list[str]:
         return list(self.rows)
