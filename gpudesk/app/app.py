@@ -33,6 +33,7 @@ from gpudesk.app.messages import (
     LoopFailed,
 )
 from gpudesk.app.palette import GpudeskCommands
+from gpudesk.app.plain import visible
 from gpudesk.app.screens.fleet import FleetScreen
 from gpudesk.app.screens.help import HelpScreen
 from gpudesk.app.screens.host import HostScreen
@@ -83,7 +84,13 @@ class GpudeskApp(App[int]):
     ) -> None:
         """Every notification as plain text: they carry container names, run names and error
         text from hosts, and ``[/]`` in one of those must never be read as markup (or crash)."""
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+        super().notify(
+            visible(message, lines=True),
+            title=visible(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         # gpudesk's own palette entries open its help and quit cleanly; Textual's "Keys" and

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import ClassVar, TypeVar
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
+
+from gpudesk.app.plain import plain
 
 ResultT = TypeVar("ResultT")
 
@@ -38,7 +39,7 @@ class FormModal(ModalScreen[ResultT | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id=self.DIALOG_ID):
-            yield Static(Text(self.form_title(), style="bold"), classes="dialog-title")
+            yield Static(plain(self.form_title(), style="bold"), classes="dialog-title")
             yield from self.fields()
             yield Static("", id=self.ERROR_ID, classes="error")
             with Horizontal(classes="dialog-buttons"):
@@ -50,7 +51,7 @@ class FormModal(ModalScreen[ResultT | None]):
         return self.query_one(f"#{field}", Input).value.strip()
 
     def show_error(self, text: str) -> None:
-        self.query_one(f"#{self.ERROR_ID}", Static).update(Text(text))
+        self.query_one(f"#{self.ERROR_ID}", Static).update(plain(text))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.submit()

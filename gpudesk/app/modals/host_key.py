@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from gpudesk.app.plain import plain
 from gpudesk.core.config import Host
 from gpudesk.core.ssh import ConnStatus
 
@@ -31,7 +32,9 @@ class HostKeyModal(ModalScreen[bool]):
             yield Static(
                 Text.assemble(
                     f"{self.host.destination} presented a key gpudesk has never seen:\n\n  ",
-                    (f"{self.status.key_type or '?'}  {self.status.fingerprint or '?'}", "bold"),
+                    plain(
+                        f"{self.status.key_type or '?'}  {self.status.fingerprint or '?'}", "bold"
+                    ),
                     "\n\nCompare it with the host's own (`ssh-keygen -lf "
                     "/etc/ssh/ssh_host_*_key.pub` there). Accept only if they match; gpudesk then "
                     "remembers it in its known_hosts.",

@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
+from gpudesk.app.plain import plain
+
 
 class InspectModal(ModalScreen[None]):
     BINDINGS = [Binding("escape", "close", "Close")]
@@ -21,7 +23,7 @@ class InspectModal(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="inspect-dialog"):
             yield Static(
-                Text.assemble((f"docker inspect {self.title_text}", "bold"), "  (esc closes)"),
+                Text.assemble(plain(f"docker inspect {self.title_text}", "bold"), "  (esc closes)"),
                 classes="dialog-title",
             )
             yield TextArea(self.text, read_only=True, language=None, id="inspect-text")

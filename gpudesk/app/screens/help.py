@@ -11,6 +11,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from gpudesk.app.plain import plain
+
 GLOBAL_NOTES = [
     ("ctrl+p", "Command palette (also `:`)"),
     ("tab / shift+tab", "Move focus"),
@@ -65,7 +67,7 @@ class HelpScreen(ModalScreen[None]):
         if self.under.sub_title:
             title += f" · {self.under.sub_title}"
         with VerticalScroll(id="help-box"):
-            yield Static(Text(title + "\n", style="bold"), id="help-title")
+            yield Static(plain(title, style="bold") + Text("\n"), id="help-title")
             yield Static(keys, id="help-keys")
             yield Static("\n[dim]esc or ? closes this help[/dim]")
 

@@ -23,6 +23,7 @@ from gpudesk.app.modals.forwards import ForwardChoice, ForwardShown, ForwardsMod
 from gpudesk.app.modals.inspect import InspectModal
 from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.modals.submit_run import SubmitRunModal
+from gpudesk.app.plain import plain
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
 from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.screens.run_detail import RunDetailScreen
@@ -135,7 +136,7 @@ class HostScreen(HostView, Screen[None]):
             lines.append(f"docker   {model.engine_error}")
         if model.gpu_note:
             lines.append(f"gpus     {model.gpu_note}")
-        text = Text("\n".join(lines))
+        text = plain("\n".join(lines))
         text.stylize("bold", 0, len(model.host.name))
         info.update(text)
         if model.gpu is not None:
@@ -156,7 +157,7 @@ class HostScreen(HostView, Screen[None]):
         table = self.query_one("#containers", DataTable)
         scope = "all containers" if self.show_all else "gpudesk containers"
         if infos is None:
-            title.update(Text.assemble(("Containers", "bold"), f" · {error or 'loading…'}"))
+            title.update(Text.assemble(("Containers", "bold"), plain(f" · {error or 'loading…'}")))
             return
         shown = self.listed(infos)
         title.update(
@@ -250,7 +251,11 @@ class HostScreen(HostView, Screen[None]):
                 "",
                 f"gpudesk sends SIGTERM, then SIGKILL if it is still running after "
                 f"{DEFAULT_GRACE:.0f} s."
-                + (" Stopping the run (s on the runs view) lets it save a checkpoint." if run else ""),
+                + (
+                    " Stopping the run (s on the runs view) lets it save a checkpoint."
+                    if run
+                    else ""
+                ),
             ]
         )
 

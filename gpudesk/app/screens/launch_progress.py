@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Log, Static
 
 from gpudesk.app.desk import Desk, HostView, desk_of
+from gpudesk.app.plain import last_frame, plain, visible
 from gpudesk.core.containers import BaseImageMissingError, NoGpuRuntimeError
 from gpudesk.core.devcontainers import LaunchRequest, Reach
 from gpudesk.core.flavours import Flavour
@@ -60,7 +61,7 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="launch-progress"):
             yield Static(
-                Text(
+                plain(
                     f"Launching {self.request.name} ({self.request.flavour.value}) on {self.host}",
                     style="bold",
                 ),
@@ -105,7 +106,8 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
         self.post_message(self.Line(line))
 
     def on_launch_progress_screen_line(self, message: Line) -> None:
-        self.query_one("#launch-log", Log).write_line(message.text)
+        # Build output is the host's: progress bars keep their last frame, controls show.
+        self.query_one("#launch-log", Log).write_line(visible(last_frame(message.text)))
 
     def on_launch_progress_screen_finished(self, message: Finished) -> None:
         self.running = False
@@ -113,7 +115,7 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
         self.query_one("#close", Button).label = "Close"
         if message.error:
             # The error carries the host's own words (build output, Docker's message).
-            status.update(Text.assemble(("Launch failed: ", "bold red"), message.error))
+            status.update(Text.assemble(("Launch failed: ", "bold red"), plain(message.error)))
             if message.no_gpu:
                 self.query_one("#cpu", Button).remove_class("hidden")
             if message.no_base:
@@ -126,7 +128,7 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
             lines = ["Jupyter is ready; opening the port forward…"]
         else:
             lines = ["Ready. Reach it with:", *(f"  {x}" for x in message.reach.lines())]
-        status.update(Text("\n".join(lines)))
+        status.update(plain("\n".join(lines)))
         self.query_one("#close", Button).focus()
         self.desk.refresh_containers(self.host)
 
@@ -134,7 +136,9 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
         url = self.reach and self.desk.state.jupyter_urls.get((self.host, self.reach.name))
         if name == self.host and url:
             self.query_one("#launch-status", Static).update(
-                Text(f"Jupyter is ready:\n  {url}\n(copied to the clipboard; o on the container opens it)")
+                plain(
+                    f"Jupyter is ready:\n  {url}\n(copied to the clipboard; o on the container opens it)"
+                )
             )
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

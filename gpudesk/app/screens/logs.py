@@ -14,6 +14,7 @@ from textual.widgets import Footer, Header, Input, Static
 
 from gpudesk.app.desk import Desk, desk_of, show_notice
 from gpudesk.app.messages import LogEnded, LogLines, Notice
+from gpudesk.app.plain import plain
 from gpudesk.app.widgets.log_view import LogView
 from gpudesk.core import logs
 from gpudesk.core.logs import LogFollower, LogTarget
@@ -123,7 +124,8 @@ class LogScreen(Screen[None]):
             parts.append(f"search: {view.search}")
         if self.ended:
             parts.append(f"ended: {self.ended}")
-        self.query_one("#log-status", Static).update(" · ".join(parts))
+        # The search is the user's, the end reason may be the host's: plain text either way.
+        self.query_one("#log-status", Static).update(plain(" · ".join(parts)))
         badge = self.query_one("#log-badge", Static)
         badge.update(f"+{view.unseen:,} new lines")
         badge.set_class(not view.following and view.unseen > 0, "shown")

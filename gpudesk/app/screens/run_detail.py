@@ -12,6 +12,7 @@ from textual.widgets import Footer, Header, Static
 
 from gpudesk.app.desk import Desk, desk_of
 from gpudesk.app.messages import RunLoaded
+from gpudesk.app.plain import last_frame, plain, visible
 from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.state import FleetRunSource, RunSource
 from gpudesk.app.widgets.loss_chart import LossChart
@@ -57,7 +58,7 @@ class RunDetailScreen(Screen[None]):
         self.source = source
         self.run: Run | None = None
         self.error: str | None = None
-        self.sub_title = f"run {name} on {host}" + (f"/{container}" if container else "")
+        self.sub_title = visible(f"run {name} on {host}" + (f"/{container}" if container else ""))
 
     @property
     def desk(self) -> Desk:
@@ -100,7 +101,7 @@ class RunDetailScreen(Screen[None]):
         run = self.run
         summary = self.query_one("#detail-summary", Static)
         if run is None:
-            summary.update(Text(self.error or "not found", style="red"))
+            summary.update(plain(self.error or "not found", style="red"))
             return
         m = run.metrics
         style = STATE_STYLE.get(run.state, "")
@@ -110,9 +111,9 @@ class RunDetailScreen(Screen[None]):
         # Everything below but the numbers comes from the run's folder, written by the
         # container: assembled as plain Text, never parsed as markup.
         text = Text.assemble(
-            (run.name, "bold"),
-            f"  {run.host}/{run.container}  {script_label(run.script)}  ",
-            (run.state_text, style),
+            plain(run.name, "bold"),
+            plain(f"  {run.host}/{run.container}  {script_label(run.script)}  "),
+            plain(run.state_text, style),
             f"\nstep {step}   loss {_num(m.loss, '.4f')}   tokens/s {_num(m.tokens_per_s, ',.0f')}"
             f"   samples/s {_num(m.samples_per_s, ',.1f')}"
             f"   step time {_num(m.step_time_s, '.3f', ' s')}",
@@ -125,10 +126,11 @@ class RunDetailScreen(Screen[None]):
             values = "  ".join(
                 f"{k} {v:.4g}" for k, v in shown.items() if isinstance(v, float | int)
             )
-            text.append(f"\neval @ step {m.last_eval.get('step', '?')}: {values}")
+            text.append_text(plain(f"\neval @ step {m.last_eval.get('step', '?')}: {values}"))
         if m.error:
-            text.append(f"\nerror: {m.error}", style="red")
-        text.append(f"\n$ {shell.command(run.command) if run.command else '?'}", style="dim")
+            text.append_text(plain(f"\nerror: {m.error}", style="red"))
+        command = shell.command(run.command) if run.command else "?"
+        text.append_text(plain(f"\n$ {command}", style="dim"))
         summary.update(text)
 
         self.query_one("#chart-loss", LossChart).show(
@@ -149,7 +151,9 @@ class RunDetailScreen(Screen[None]):
         )
         log = run.log_tail[-12:]
         self.query_one("#detail-log", Static).update(
-            Text("\n".join(log)) if log else Text("(no log lines yet)", style="dim")
+            Text("\n").join(plain(last_frame(line)) for line in log)
+            if log
+            else Text("(no log lines yet)", style="dim")
         )
         self.query_one("#detail-log", Static).border_title = "last log lines"
 

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from gpudesk.app.desk import Desk, desk_of, show_notice
 from gpudesk.app.messages import ActionDone, Notice, RunsLoaded
 from gpudesk.app.modals.confirm import ConfirmModal
+from gpudesk.app.plain import plain
 from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.screens.run_detail import RunDetailScreen
 from gpudesk.app.state import FleetRunSource, RunSource
@@ -24,8 +25,9 @@ from gpudesk.core.logs import LogTarget
 from gpudesk.core.runs import Run, default_grace, run_cells
 
 POLL_INTERVAL = 3.0
-# Fixed widths keep the columns still while the numbers change every poll.
-COLUMNS = {"name": 20, "host/container": 20, "script": 9, "state": 11, "step": 11, "loss": 7,
+# Fixed widths keep the columns still while the numbers change every poll; the name column
+# fits the longest name (a default name is 23 characters; cutting them hid which run is which).
+COLUMNS: dict[str, int | None] = {"name": None, "host/container": 20, "script": 9, "state": 11, "step": 11, "loss": 7,
            "tokens/s": 8, "elapsed": 7, "ETA": 6}  # fmt: skip
 
 
@@ -129,8 +131,9 @@ class RunsScreen(Screen[None]):
         current = self.selected_key()
         table.clear()
         for run in self._visible():
-            cells: list[str | Text] = list(run_cells(run))
-            cells[3] = Text(str(cells[3]), style=STATE_STYLE.get(run.state, ""))
+            # Names and containers come from the run's folder: Text, never read as markup.
+            cells: list[str | Text] = [plain(c) for c in run_cells(run)]
+            cells[3] = plain(run.state_text, style=STATE_STYLE.get(run.state, ""))
             table.add_row(*cells, key=run_key(run))
         if current is not None and current in self.runs:
             # RowDoesNotExist: the filter hides it now.
@@ -143,8 +146,10 @@ class RunsScreen(Screen[None]):
                          " `gpudesk submit`.")  # fmt: skip
         elif self.filter_text:
             lines.append(f"filter {self.filter_text!r}: {table.row_count} of {len(self.runs)}")
-        lines += [f"[red]{e}[/]" for e in self.errors]
-        note.update("\n".join(lines))
+        text = Text("\n".join(lines))
+        for error in self.errors:
+            text.append_text(plain(("\n" if text else "") + error, style="red"))
+        note.update(text)
 
     def selected_key(self) -> str | None:
         table = self.query_one(DataTable)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from gpudesk.app.plain import plain
 from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.flavours import has_sudo
 
@@ -22,12 +23,13 @@ STATE_STYLE = {"running": "green", "exited": "red", "dead": "bold red", "restart
 
 def container_cells(info: ContainerInfo) -> list[Text | str]:
     ports = ", ".join(f"{p.host_ip}:{p.host_port}→{p.container_port}" for p in info.ports)
+    # Names, images, statuses and labels are the host's: plain Text, never read as markup.
     return [
-        Text(info.name, style="bold" if info.is_gpudesk else "dim"),
+        plain(info.name, style="bold" if info.is_gpudesk else "dim"),
         (info.flavour.value if info.flavour else "-") + ("+sudo" if has_sudo(info.labels) else ""),
-        info.image if len(info.image) <= 36 else info.image[:35] + "…",
-        Text(info.status or info.state, style=STATE_STYLE.get(info.state, "")),
+        plain(info.image if len(info.image) <= 36 else info.image[:35] + "…"),
+        plain(info.status or info.state, style=STATE_STYLE.get(info.state, "")),
         info.uptime_text,
-        info.gpus or "-",
-        ports or "-",
+        plain(info.gpus or "-"),
+        plain(ports or "-"),
     ]

@@ -8,6 +8,7 @@ not rendered at all.
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -33,14 +34,17 @@ MAX_WIDTH = {"name": 25, "dest": 36, "state": 23, "latency": 11, "docker": 40, "
 DROP_ORDER = ("latency", "dest", "docker")
 
 
+def _width(cell: Text | str) -> int:
+    return cell_len(cell) if isinstance(cell, str) else cell.cell_len
+
+
 def fit_widths(rows: list[list[Text | str]], total: int) -> list[int]:
     """Column widths for ``rows`` (header included) in ``total`` cells: each column as wide
     as its longest cell (capped), then, if that is too wide, whole columns dropped (width 0)
     in :data:`DROP_ORDER`, then the widest remaining ones shortened."""
     widths = []
     for n, (key, _, _) in enumerate(COLUMNS):
-        longest = max((Text(r[n]).cell_len if isinstance(r[n], str) else r[n].cell_len)
-                      for r in rows)  # fmt: skip
+        longest = max(_width(r[n]) for r in rows)
         widths.append(min(MAX_WIDTH[key], longest + 1))
     keys = [key for key, _, _ in COLUMNS]
     for key in DROP_ORDER:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
+from gpudesk.app.plain import plain
 from gpudesk.core.config import HostKind
 from gpudesk.core.ssh import ConnState
 
@@ -47,13 +48,13 @@ def short_reason(error: str) -> str:
     for words, short in SHORT_REASONS:
         if words in error:
             return short
-    return error.split(";")[0].split(".")[0][:24]
+    return error.split(";", maxsplit=1)[0].split(".", maxsplit=1)[0][:24]
 
 
 def docker_text(model: HostModel) -> Text:
     if model.engine is not None:
         suffix = " +nvidia" if model.engine.gpu_runtime else ""
-        return Text(f"{model.engine.version}{suffix}")
+        return plain(f"{model.engine.version}{suffix}")  # the host's own words
     if model.engine_error:
         return Text(f"unreachable: {short_reason(model.engine_error)}", style="red")
     return Text("-", style="dim")

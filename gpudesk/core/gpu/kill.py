@@ -101,7 +101,9 @@ def plan_kill(
         return f"{label} is from a simulated GPU sample; there is no real process to kill."
     command = proc.command or ""
     if not command:
-        return f"{label} has no readable command line, so gpudesk cannot check it is the same process."
+        return (
+            f"{label} has no readable command line, so gpudesk cannot check it is the same process."
+        )
     if proc.container_id or proc.container_name:
         name = proc.container_name or (proc.container_id or "")[:12]
         if proc.container_name not in ours:
@@ -146,7 +148,9 @@ def kill_process(service: Service, plan: KillPlan, grace: float = DEFAULT_GRACE)
         try:
             result = service.conn.exec(shell.command(argv), timeout=seconds + 30.0)
         except (OSError, GpudeskError) as exc:
-            raise KillError(f"Could not reach {service.host.name} to kill pid {plan.pid} ({exc}).") from exc
+            raise KillError(
+                f"Could not reach {service.host.name} to kill pid {plan.pid} ({exc})."
+            ) from exc
         code = result.exit_code
         out = (result.stdout + result.stderr).decode("utf-8", "replace")
     words = (out.strip().splitlines() or ["?"])[-1].split(" ", 1)
