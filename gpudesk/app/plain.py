@@ -46,6 +46,11 @@ def plain(text: str, style: str = "") -> Text:
     return Text(visible(text, lines=True), style=style)
 
 
+def cell(text: str, style: str = "") -> Text:
+    """:func:`plain` for one line (a table cell, a title): newlines are drawn as ␊ too."""
+    return Text(visible(text), style=style)
+
+
 def last_frame(line: str) -> str:
     """What a terminal shows of a progress-bar line: the text after its last ``\\r``."""
     frames = [frame for frame in line.split("\r") if frame]

@@ -23,7 +23,7 @@ from gpudesk.app.modals.forwards import ForwardChoice, ForwardShown, ForwardsMod
 from gpudesk.app.modals.inspect import InspectModal
 from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.modals.submit_run import SubmitRunModal
-from gpudesk.app.plain import plain
+from gpudesk.app.plain import plain, visible
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
 from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.screens.run_detail import RunDetailScreen
@@ -124,18 +124,21 @@ class HostScreen(HostView, Screen[None]):
         # Messages, versions and OS names come from the host: plain text, never markup.
         lines = [
             f"{model.host.name} · {model.host.destination}",
-            f"state    {status.state.value}" + (f"  ({status.message})" if status.message else ""),
+            f"state    {status.state.value}"
+            + (f"  ({visible(status.message)})" if status.message else ""),
         ]
         if status.latency_ms is not None and model.host.hostname:
             lines.append(f"latency  {status.latency_ms:.1f} ms")
         if model.engine is not None:
             e = model.engine
             runtime = "NVIDIA runtime" if e.gpu_runtime else "no NVIDIA runtime"
-            lines.append(f"docker   {e.version} (API {e.api_version}) on {e.os}, {runtime}")
+            lines.append(
+                visible(f"docker   {e.version} (API {e.api_version}) on {e.os}, {runtime}")
+            )
         elif model.engine_error:
-            lines.append(f"docker   {model.engine_error}")
+            lines.append(visible(f"docker   {model.engine_error}"))
         if model.gpu_note:
-            lines.append(f"gpus     {model.gpu_note}")
+            lines.append(visible(f"gpus     {model.gpu_note}"))
         text = plain("\n".join(lines))
         text.stylize("bold", 0, len(model.host.name))
         info.update(text)

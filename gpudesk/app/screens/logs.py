@@ -14,7 +14,7 @@ from textual.widgets import Footer, Header, Input, Static
 
 from gpudesk.app.desk import Desk, desk_of, show_notice
 from gpudesk.app.messages import LogEnded, LogLines, Notice
-from gpudesk.app.plain import plain
+from gpudesk.app.plain import plain, visible
 from gpudesk.app.widgets.log_view import LogView
 from gpudesk.core import logs
 from gpudesk.core.logs import LogFollower, LogTarget
@@ -61,7 +61,7 @@ class LogScreen(Screen[None]):
         self.max_lines = max_lines
         self.follower: LogFollower | None = None
         self.ended: str | None = None
-        self.sub_title = f"{host} · {target.title}"
+        self.sub_title = visible(f"{host} · {target.title}")  # a run name is the host's
 
     @property
     def desk(self) -> Desk:

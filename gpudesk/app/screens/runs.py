@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from gpudesk.app.desk import Desk, desk_of, show_notice
 from gpudesk.app.messages import ActionDone, Notice, RunsLoaded
 from gpudesk.app.modals.confirm import ConfirmModal
-from gpudesk.app.plain import plain
+from gpudesk.app.plain import cell, plain
 from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.screens.run_detail import RunDetailScreen
 from gpudesk.app.state import FleetRunSource, RunSource
@@ -132,8 +132,8 @@ class RunsScreen(Screen[None]):
         table.clear()
         for run in self._visible():
             # Names and containers come from the run's folder: Text, never read as markup.
-            cells: list[str | Text] = [plain(c) for c in run_cells(run)]
-            cells[3] = plain(run.state_text, style=STATE_STYLE.get(run.state, ""))
+            cells: list[str | Text] = [cell(c) for c in run_cells(run)]
+            cells[3] = cell(run.state_text, style=STATE_STYLE.get(run.state, ""))
             table.add_row(*cells, key=run_key(run))
         if current is not None and current in self.runs:
             # RowDoesNotExist: the filter hides it now.

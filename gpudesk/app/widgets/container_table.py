@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from gpudesk.app.plain import plain
+from gpudesk.app.plain import cell
 from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.flavours import has_sudo
 
@@ -25,11 +25,11 @@ def container_cells(info: ContainerInfo) -> list[Text | str]:
     ports = ", ".join(f"{p.host_ip}:{p.host_port}→{p.container_port}" for p in info.ports)
     # Names, images, statuses and labels are the host's: plain Text, never read as markup.
     return [
-        plain(info.name, style="bold" if info.is_gpudesk else "dim"),
+        cell(info.name, style="bold" if info.is_gpudesk else "dim"),
         (info.flavour.value if info.flavour else "-") + ("+sudo" if has_sudo(info.labels) else ""),
-        plain(info.image if len(info.image) <= 36 else info.image[:35] + "…"),
-        plain(info.status or info.state, style=STATE_STYLE.get(info.state, "")),
+        cell(info.image if len(info.image) <= 36 else info.image[:35] + "…"),
+        cell(info.status or info.state, style=STATE_STYLE.get(info.state, "")),
         info.uptime_text,
-        plain(info.gpus or "-"),
-        plain(ports or "-"),
+        cell(info.gpus or "-"),
+        cell(ports or "-"),
     ]

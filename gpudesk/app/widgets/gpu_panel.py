@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from gpudesk.app.plain import plain
+from gpudesk.app.plain import cell
 from gpudesk.core.gpu.sample import (
     DriverState,
     GpuDevice,
@@ -120,7 +120,7 @@ class GpuRow(Horizontal):
         name = (gpu.name or NA).removeprefix("NVIDIA ")
         if gpu.mig_enabled:
             name += " [MIG]"
-        self.name_label.update(plain(f"{gpu.index:>2} {name}"))
+        self.name_label.update(cell(f"{gpu.index:>2} {name}"))
         self.util.update(f"{bar(gpu.util_gpu)} {_pct(gpu.util_gpu)}")
         mem = gpu.mem_percent
         used = f"{gpu.mem_used / 1024**3:.0f}G" if gpu.mem_used is not None else NA
@@ -178,7 +178,7 @@ class GpuPanel(Vertical):
         self.set_class(problem, "-driver-problem")
         # Everything in a sample comes from the host: plain Text, never markup.
         self.message_label.update(
-            plain(f"{sample.driver_state.value}: {sample.message}" if problem else sample.message)
+            cell(f"{sample.driver_state.value}: {sample.message}" if problem else sample.message)
         )
         if summary is None:
             summary = summarize(sample)
@@ -189,7 +189,7 @@ class GpuPanel(Vertical):
             else NA
         )
         self.summary.update(
-            plain(
+            cell(
                 f"{sample.hostname}: {summary.count} GPUs, {summary.free} free, "
                 f"{summary.busy} busy · memory {memory} · hottest {hottest}"
                 + (f" · driver {sample.driver_version}" if sample.driver_version else "")
@@ -214,11 +214,11 @@ def _process_cells(proc: GpuProcess, run: str | None) -> ProcessCells:
     return (
         proc.gpu,
         proc.pid,
-        plain(container),
-        plain(proc.user or NA),
+        cell(container),
+        cell(proc.user or NA),
         memory,
-        plain(run or "-", style="bold" if run else "dim"),
-        plain(proc.command or NA),
+        cell(run or "-", style="bold" if run else "dim"),
+        cell(proc.command or NA),
     )
 
 

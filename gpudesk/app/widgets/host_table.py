@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from gpudesk.app.plain import plain
+from gpudesk.app.plain import cell
 from gpudesk.core.config import HostKind
 from gpudesk.core.ssh import ConnState
 
@@ -54,15 +54,15 @@ def short_reason(error: str) -> str:
 def docker_text(model: HostModel) -> Text:
     if model.engine is not None:
         suffix = " +nvidia" if model.engine.gpu_runtime else ""
-        return plain(f"{model.engine.version}{suffix}")  # the host's own words
+        return cell(f"{model.engine.version}{suffix}")  # the host's own words
     if model.engine_error:
-        return Text(f"unreachable: {short_reason(model.engine_error)}", style="red")
+        return cell(f"unreachable: {short_reason(model.engine_error)}", style="red")
     return Text("-", style="dim")
 
 
 def containers_text(model: HostModel) -> Text | str:
     if model.containers_error:
-        return Text(f"error: {short_reason(model.containers_error)}", style="red")
+        return cell(f"error: {short_reason(model.containers_error)}", style="red")
     return model.extra.get("containers", "-")
 
 
