@@ -61,9 +61,14 @@ class GpudeskApp(App[int]):
     SUB_TITLE = f"v{__version__}"
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {GpudeskCommands}
+    # Screens get -narrow / -short below these sizes; app.tcss compacts the footer and the
+    # host screen for them (80x24 must show every screen's essentials).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("colon", "command_palette", "Commands", key_display=":"),
+        # Listed by ? (and ctrl+p is Textual's own); the footer keeps its room for the screen.
+        Binding("colon", "command_palette", "Commands", key_display=":", show=False),
         Binding("q", "quit", "Quit"),
     ]
 

@@ -51,19 +51,20 @@ class HostScreen(HostView, Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("L", "launch('ssh')", "Launch SSH"),
-        Binding("J", "launch('jupyter')", "Launch Jupyter"),
+        # The footer shows the daily keys; ? lists every one (80 columns hold no more).
+        Binding("J", "launch('jupyter')", "Launch Jupyter", show=False),
         Binding("s", "shell", "Shell"),
-        Binding("o", "open_jupyter", "Open Jupyter"),
-        Binding("f", "forwards", "Forwards"),
+        Binding("o", "open_jupyter", "Open Jupyter", show=False),
+        Binding("f", "forwards", "Forwards", show=False),
         Binding("l", "logs", "Logs"),
         Binding("R", "submit_run", "Submit run"),
-        Binding("u", "act('start')", "Start"),
-        Binding("x", "act('stop')", "Stop"),
-        Binding("r", "act('restart')", "Restart"),
-        Binding("ctrl+d", "remove", "Remove"),
-        Binding("i", "inspect", "Inspect"),
-        Binding("a", "toggle_all", "All containers"),
-        Binding("c", "reconnect", "Reconnect"),
+        Binding("u", "act('start')", "Start", show=False),
+        Binding("x", "act('stop')", "Stop", show=False),
+        Binding("r", "act('restart')", "Restart", show=False),
+        Binding("ctrl+d", "remove", "Remove", show=False),
+        Binding("i", "inspect", "Inspect", show=False),
+        Binding("a", "toggle_all", "All containers", show=False),
+        Binding("c", "reconnect", "Reconnect", show=False),
     ]
 
     def __init__(
@@ -241,7 +242,7 @@ class HostScreen(HostView, Screen[None]):
             return
         run = run_of(proc, self.runs)
         where = (
-            f"container {plan.container} (signalled inside it as pid {plan.pid})"
+            f"{plan.container} (pid {plan.pid} inside it)"
             if plan.container
             else f"the host {self.host_name} (no container)"
         )
@@ -255,7 +256,7 @@ class HostScreen(HostView, Screen[None]):
                 f"gpudesk sends SIGTERM, then SIGKILL if it is still running after "
                 f"{DEFAULT_GRACE:.0f} s."
                 + (
-                    " Stopping the run (s on the runs view) lets it save a checkpoint."
+                    " Stopping the run instead (ctrl+d on the runs view) lets it save a checkpoint."
                     if run
                     else ""
                 ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -26,8 +27,9 @@ from gpudesk.core.runs import Run, default_grace, run_cells
 
 POLL_INTERVAL = 3.0
 # Fixed widths keep the columns still while the numbers change every poll; the name column
-# fits the longest name (a default name is 23 characters; cutting them hid which run is which).
-COLUMNS: dict[str, int | None] = {"name": None, "host/container": 20, "script": 9, "state": 11, "step": 11, "loss": 7,
+# fits the longest name shown (a default name is 23 characters; cutting them at 20 hid which
+# run is which), set when the rows are drawn.
+COLUMNS: dict[str, int] = {"name": 20, "host/container": 20, "script": 9, "state": 11, "step": 11, "loss": 7,
            "tokens/s": 8, "elapsed": 7, "ETA": 6}  # fmt: skip
 
 
@@ -55,6 +57,7 @@ class RunsScreen(Screen[None]):
         super().__init__()
         self.host = host
         self.source = source
+        self._name_width = COLUMNS["name"]
         self.runs: dict[str, Run] = {}
         self.errors: list[str] = []
         self.filter_text = ""
@@ -82,10 +85,14 @@ class RunsScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._add_columns(COLUMNS["name"])
+        self.query_one(DataTable).focus()
+
+    def _add_columns(self, name_width: int) -> None:
         table = self.query_one(DataTable)
+        self._name_width = name_width
         for column, width in COLUMNS.items():
-            table.add_column(column, key=column, width=width)
-        table.focus()
+            table.add_column(column, key=column, width=name_width if column == "name" else width)
         self.poll()
 
     @work(thread=True, exit_on_error=False, group="runs-poll", exclusive=True)
@@ -129,8 +136,13 @@ class RunsScreen(Screen[None]):
     def render_table(self) -> None:
         table = self.query_one(DataTable)
         current = self.selected_key()
+        visible = self._visible()
+        name_width = max([len("name"), *(cell_len(r.name) for r in visible)])
+        if name_width != self._name_width:
+            table.clear(columns=True)
+            self._add_columns(name_width)
         table.clear()
-        for run in self._visible():
+        for run in visible:
             # Names and containers come from the run's folder: Text, never read as markup.
             cells: list[str | Text] = [cell(c) for c in run_cells(run)]
             cells[3] = cell(run.state_text, style=STATE_STYLE.get(run.state, ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
@@ -149,7 +149,7 @@ class GpuPanel(Vertical):
     GpuPanel > #gpu-message { display: none; color: $error; }
     GpuPanel.-driver-problem > #gpu-message { display: block; }
     GpuPanel > #gpu-summary { color: $text-muted; }
-    GpuPanel > #gpu-rows { height: auto; }
+    GpuPanel > #gpu-rows { height: auto; scrollbar-size-vertical: 1; }
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
@@ -157,7 +157,8 @@ class GpuPanel(Vertical):
         self.banner = Static("SIMULATED: these GPUs are fake", id="gpu-banner")
         self.message_label = Static(id="gpu-message")
         self.summary = Static("waiting for GPU samples…", id="gpu-summary")
-        self.rows_box = Vertical(id="gpu-rows")
+        # Scrolls (wheel) when a short terminal leaves room for fewer rows than GPUs.
+        self.rows_box = VerticalScroll(id="gpu-rows", can_focus=False)
         self.rows: list[GpuRow] = []
 
     def compose(self) -> ComposeResult:
@@ -232,8 +233,8 @@ class GpuProcessTable(DataTable[object]):
     COLUMNS = ("gpu", "pid", "container", "user", "memory", "run", "command")
     LABELS = ("GPU", "PID", "Container", "User", "Memory", "Run", "Command")
     BINDINGS = [
-        Binding("k", "kill", "Kill process"),
-        Binding("enter", "open_run", "Open run"),
+        Binding("k", "kill", "Kill"),
+        Binding("enter", "open_run", "Run"),
     ]
 
     DEFAULT_CSS = """

@@ -27,11 +27,16 @@ COLUMNS: list[tuple[str, str, int]] = [
     ("containers", "CONTAINERS", 11),
 ]
 # The most a column grows to fit its longest cell (one space of gap included).
-MAX_WIDTH = {"name": 25, "dest": 36, "state": 23, "latency": 11, "docker": 40, "gpus": 32,
+MAX_WIDTH = {"name": 25, "dest": 48, "state": 23, "latency": 11, "docker": 40, "gpus": 32,
              "containers": 40}  # fmt: skip
-# On a narrow terminal these go first, in this order; the host, its state, GPUs and
-# containers stay (and are shortened last).
+# Long cells are cut down to these widths: the optional columns' first, before any column
+# goes; the essential ones' only after the optional columns have gone.
+SHORTENED = {"dest": 16, "docker": 16, "state": 17, "gpus": 22, "containers": 12}
+OPTIONAL = ("dest", "docker")
+# On a narrow terminal these go, in this order; the host, its state, GPUs and containers stay.
 DROP_ORDER = ("latency", "dest", "docker")
+# Who gets room back first when cut columns can grow again.
+GROW_ORDER = ("containers", "gpus", "state", "docker", "dest", "name")
 
 
 def _width(cell: Text | str) -> int:
@@ -39,23 +44,39 @@ def _width(cell: Text | str) -> int:
 
 
 def fit_widths(rows: list[list[Text | str]], total: int) -> list[int]:
-    """Column widths for ``rows`` (header included) in ``total`` cells: each column as wide
-    as its longest cell (capped), then, if that is too wide, whole columns dropped (width 0)
-    in :data:`DROP_ORDER`, then the widest remaining ones shortened."""
-    widths = []
-    for n, (key, _, _) in enumerate(COLUMNS):
-        longest = max(_width(r[n]) for r in rows)
-        widths.append(min(MAX_WIDTH[key], longest + 1))
+    """Column widths for ``rows`` (header included) in ``total`` cells.
+
+    Each column is as wide as its longest cell (capped). If that is too wide: the optional
+    columns are cut to :data:`SHORTENED`, then dropped (width 0) in :data:`DROP_ORDER`, then
+    the essential ones cut, then the widest shortened; room left goes back in GROW_ORDER.
+    """
     keys = [key for key, _, _ in COLUMNS]
+    natural = [
+        min(MAX_WIDTH[key], max(_width(r[n]) for r in rows) + 1) for n, key in enumerate(keys)
+    ]
+    widths = list(natural)
+
+    def shorten(which: tuple[str, ...]) -> None:
+        for key in which:
+            if sum(widths) > total:
+                n = keys.index(key)
+                widths[n] = min(widths[n], SHORTENED[key])
+
+    shorten(OPTIONAL)
     for key in DROP_ORDER:
         if sum(widths) <= total:
             break
         widths[keys.index(key)] = 0
+    shorten(("state", "gpus", "containers"))
     while sum(widths) > total:
         widest = max(range(len(widths)), key=lambda i: widths[i])
         if widths[widest] <= 6:
             break  # the line's own ellipsis cuts what still does not fit
         widths[widest] -= 1
+    for key in GROW_ORDER:  # give cut columns back what room is left
+        n = keys.index(key)
+        if widths[n]:
+            widths[n] += max(0, min(natural[n] - widths[n], total - sum(widths)))
     return widths
 
 
