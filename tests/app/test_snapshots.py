@@ -18,6 +18,7 @@ from unittest.mock import patch
 import pytest
 from textual.app import App
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from gpudesk.app.app import GpudeskApp
 from gpudesk.app.messages import ContainersUpdate, EngineStatus, GpuUpdate, HostStatus, LogLines
@@ -131,6 +132,9 @@ def launch_form() -> tuple[App[Any], Before]:
     async def before(pilot: Pilot[Any]) -> None:
         await open_host(pilot)
         await pilot.press("L")
+        await pilot.pause()
+        # The suggested name ends in a random suffix: a fixed one keeps the snapshot stable.
+        pilot.app.screen.query_one("#name", Input).value = "train-b"
         await pilot.pause()
 
     return host_app(), before
