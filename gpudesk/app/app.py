@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import sys
 import webbrowser
+from collections.abc import Iterable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from gpudesk import __version__
@@ -32,6 +35,7 @@ from gpudesk.app.messages import (
     LoopFailed,
 )
 from gpudesk.app.palette import GpudeskCommands
+from gpudesk.app.plain import visible
 from gpudesk.app.screens.fleet import FleetScreen
 from gpudesk.app.state import (
     FleetFactory,
@@ -60,9 +64,14 @@ class GpudeskApp(App[int]):
     SUB_TITLE = f"v{__version__}"
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {GpudeskCommands}
+    # Screens get -narrow / -short below these sizes; app.tcss compacts the footer and the
+    # host screen for them (80x24 must show every screen's essentials).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("colon", "command_palette", "Commands", key_display=":"),
+        # Listed by ? (and ctrl+p is Textual's own); the footer keeps its room for the screen.
+        Binding("colon", "command_palette", "Commands", key_display=":", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -71,6 +80,32 @@ class GpudeskApp(App[int]):
         self.state = FleetState(self, fleet_factory, connect=connect)
         if self.state.simulate:
             self.sub_title = f"v{__version__} · SIMULATED GPUs"
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification as plain text: they carry container names, run names and error
+        text from hosts, and ``[/]`` in one of those must never be read as markup (or crash)."""
+        super().notify(
+            visible(message, lines=True),
+            title=visible(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        # gpudesk's own palette entries open its help and quit cleanly; Textual's "Keys" and
+        # "Quit" would list the same two actions a second time.
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Keys", "Quit"):
+                yield command
 
     # Read-only views of the state, for tests and the command palette.
     @property

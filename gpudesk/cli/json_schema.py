@@ -240,6 +240,12 @@ DEFS: dict[str, Schema] = {
             "user": _t("string", "user name on the host", null=True),
             "container_id": _t("string", "Docker container id, if in one", null=True),
             "container_name": _t("string", "container name, if in one", null=True),
+            "ns_pid": _t(
+                "integer", "pid inside its own PID namespace (its container's)", null=True
+            ),
+            "ns_pgid": _t(
+                "integer", "process group inside that namespace (a run's pid)", null=True
+            ),
         },
     ),
     "HostStats": _obj(

@@ -207,11 +207,28 @@ class ContainerNames:
         return self._cache[container_id]
 
 
+def innermost_ids(status: str | None) -> tuple[int | None, int | None]:
+    """``(pid, process group)`` as the process's own PID namespace sees them.
+
+    ``/proc/PID/status`` lists a process's ids in every nested namespace (``NSpid``,
+    ``NSpgid``, outermost first); the last one is the id inside its container, which is what
+    gpudesk needs to signal it there and to match it with a run's recorded process group.
+    """
+    found: dict[str, int | None] = {"NSpid": None, "NSpgid": None}
+    for line in (status or "").splitlines():
+        key, _, value = line.partition(":")
+        if key in found:
+            words = value.split()
+            found[key] = int(words[-1]) if words and words[-1].isdigit() else None
+    return found["NSpid"], found["NSpgid"]
+
+
 def describe_process(
     gpu: int, pid: int, used_memory: int | None, names: ContainerNames, proc: str = "/proc"
 ) -> dict[str, Any]:
     cgroup = _read_text(os.path.join(proc, str(pid), "cgroup"))
     container_id = container_id_from_cgroup(cgroup) if cgroup else None
+    ns_pid, ns_pgid = innermost_ids(_read_text(os.path.join(proc, str(pid), "status")))
     return {
         "gpu": gpu,
         "pid": pid,
@@ -220,6 +237,8 @@ def describe_process(
         "user": process_user(pid, proc),
         "container_id": container_id,
         "container_name": names.name(container_id),
+        "ns_pid": ns_pid,
+        "ns_pgid": ns_pgid,
     }
 
 
@@ -721,6 +740,9 @@ class SimBackend:
                         "user": "sim",
                         "container_id": f"{0xC0FFEE + i // 2:064x}",
                         "container_name": f"sim-train-{i // 2}",
+                        # Two ranks per container, in one process group (as a run's are).
+                        "ns_pid": 12 + i % 2,
+                        "ns_pgid": 7,
                     }
                 )
         return {

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
 from textual.pilot import Pilot
 from textual.widgets import Input
 
 from gpudesk.app.app import GpudeskApp
-from gpudesk.app.messages import EngineStatus, GpuUpdate, HostStatus
+from gpudesk.app.messages import ContainersUpdate, EngineStatus, GpuUpdate, HostStatus
 from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
@@ -19,13 +20,20 @@ from gpudesk.app.screens.help import HelpScreen
 from gpudesk.app.screens.host import HostScreen
 from gpudesk.app.widgets.host_list import HostList
 from gpudesk.core.config import Host, Inventory
-from gpudesk.core.engine import EngineInfo
+from gpudesk.core.engine import EngineInfo, describe_failure
 from gpudesk.core.fleet import Fleet
 from gpudesk.core.gpu.sample import parse_sample
 from gpudesk.core.ssh import ConnState, ConnStatus
 
 SIZE = (120, 30)
 SAMPLE = Path(__file__).parents[1] / "fixtures/gpu/simulated_h100x8_agent_stream.jsonl"
+# What core says when the local Docker socket is missing (the SDK's own exception text).
+NO_SOCKET = describe_failure(
+    requests.exceptions.ConnectionError(
+        "('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))"
+    ),
+    "localhost",
+)
 ENGINE = EngineInfo("24.0.7", "1.43", "Ubuntu 22.04.4 LTS", ("nvidia", "runc"), True)
 
 
@@ -40,9 +48,8 @@ def make_app() -> GpudeskApp:
 def record_states(app: GpudeskApp) -> None:
     sample = parse_sample(SAMPLE.read_text().splitlines()[0])
     app.post_message(HostStatus(ConnStatus("localhost", ConnState.CONNECTED, "", 0.0)))
-    app.post_message(
-        EngineStatus("localhost", None, "The Docker engine on localhost is not reachable.")
-    )
+    app.post_message(EngineStatus("localhost", None, NO_SOCKET))
+    app.post_message(ContainersUpdate("localhost", None, NO_SOCKET))
     app.post_message(HostStatus(ConnStatus("gpu-a100", ConnState.CONNECTED, "", 12.4)))
     app.post_message(EngineStatus("gpu-a100", ENGINE, None))
     app.post_message(GpuUpdate("gpu-a100", sample))
@@ -86,7 +93,9 @@ async def test_rows_follow_host_status_messages() -> None:
         assert a100[4] == "24.0.7 +nvidia"
         assert "free" in a100[5] and a100[5].startswith("SIM")
         assert hosts.cells("old-box")[2:4] == ["disconnected-retrying", "retry 4s"]
-        assert hosts.cells("localhost")[4] == "unreachable"
+        # The short reason is in the cells, not only on the host's own screen.
+        assert hosts.cells("localhost")[4] == "unreachable: no socket"
+        assert hosts.cells("localhost")[6] == "error: no socket"
         summary = str(app.screen.query_one("#fleet-summary").render())
         assert "4 hosts" in summary and "2 connected" in summary and "free GPUs:" in summary
 

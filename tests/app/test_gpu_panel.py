@@ -71,7 +71,7 @@ async def test_panel_renders_simulated_sample() -> None:
 
         table = app.query_one(GpuProcessTable)
         assert table.row_count == 6
-        assert table.get_row("3:40003")[2] == "sim-train-1"
+        assert str(table.get_row("3:40003")[2]) == "sim-train-1"
         assert [table.get_row_at(i)[0] for i in range(6)] == [1, 2, 3, 4, 5, 6]
 
 

@@ -150,11 +150,11 @@ async def test_runs_view_rows_filter_and_stop() -> None:
         table = app.screen.query_one(DataTable)
         rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
         assert set(rows) == {"cls-live", "cls-done", "cls-bad", "cls-stop", "cls-gone"}
-        assert "running" in str(rows["cls-live"][3]) and rows["cls-live"][4] == "24/40"
+        assert "running" in str(rows["cls-live"][3]) and str(rows["cls-live"][4]) == "24/40"
         assert "failed (2)" in str(rows["cls-bad"][3])
         assert "stopped" in str(rows["cls-stop"][3]) and "lost" in str(rows["cls-gone"][3])
-        assert rows["cls-done"][5] == f"{LAST_LOSS:.4f}"
-        assert rows["cls-live"][8] != "-" and rows["cls-done"][8] == "-"
+        assert str(rows["cls-done"][5]) == f"{LAST_LOSS:.4f}"
+        assert str(rows["cls-live"][8]) != "-" and str(rows["cls-done"][8]) == "-"
 
         await pilot.press("slash", *"bad")
         assert table.row_count == 1

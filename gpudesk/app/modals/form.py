@@ -13,6 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from gpudesk.app.plain import plain
+
 ResultT = TypeVar("ResultT")
 
 
@@ -24,7 +26,7 @@ class FormModal(ModalScreen[ResultT | None]):
     SUBMIT_LABEL = ""
 
     def form_title(self) -> str:
-        """The dialog's title (console markup)."""
+        """The dialog's title (plain text: it may name a host's container)."""
         raise NotImplementedError
 
     def fields(self) -> ComposeResult:
@@ -37,7 +39,7 @@ class FormModal(ModalScreen[ResultT | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id=self.DIALOG_ID):
-            yield Static(f"[b]{self.form_title()}[/b]", classes="dialog-title")
+            yield Static(plain(self.form_title(), style="bold"), classes="dialog-title")
             yield from self.fields()
             yield Static("", id=self.ERROR_ID, classes="error")
             with Horizontal(classes="dialog-buttons"):
@@ -49,7 +51,7 @@ class FormModal(ModalScreen[ResultT | None]):
         return self.query_one(f"#{field}", Input).value.strip()
 
     def show_error(self, text: str) -> None:
-        self.query_one(f"#{self.ERROR_ID}", Static).update(text)
+        self.query_one(f"#{self.ERROR_ID}", Static).update(plain(text))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.submit()

@@ -12,6 +12,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from gpudesk.app.plain import plain
+
 
 @dataclass(frozen=True)
 class ForwardShown:
@@ -49,11 +51,11 @@ class ForwardsModal(ModalScreen[ForwardChoice | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="forwards-dialog"):
             yield Static(
-                Text(f"Port forwards of {self.container} on {self.host}", style="bold"),
+                plain(f"Port forwards of {self.container} on {self.host}", style="bold"),
                 classes="dialog-title",
             )
             options = [
-                Option(Text(f"{f.port} -> {f.url}"), id=str(f.port)) for f in self.shown
+                Option(plain(f"{f.port} -> {f.url}"), id=str(f.port)) for f in self.shown
             ] or [Option(Text("none yet"), disabled=True)]
             yield OptionList(*options, id="forward-list")
             yield Label("Forward a container port (e.g. 6006 for TensorBoard)")
@@ -81,7 +83,7 @@ class ForwardsModal(ModalScreen[ForwardChoice | None]):
         try:
             self.dismiss(self.choice())
         except ValueError as exc:
-            self.query_one("#forward-error", Static).update(Text(str(exc)))
+            self.query_one("#forward-error", Static).update(plain(str(exc)))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.submit()

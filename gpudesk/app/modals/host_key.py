@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from gpudesk.app.plain import plain
 from gpudesk.core.config import Host
 from gpudesk.core.ssh import ConnStatus
 
@@ -22,12 +24,21 @@ class HostKeyModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="host-key-dialog"):
-            yield Static(f"[b]Unknown host key for {self.host.name}[/b]", classes="dialog-title")
+            # The key type and fingerprint come from the remote host: plain text.
             yield Static(
-                f"{self.host.destination} presented a key gpudesk has never seen:\n\n"
-                f"  [b]{self.status.key_type or '?'}  {self.status.fingerprint or '?'}[/b]\n\n"
-                "Compare it with the host's own (`ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` "
-                "there). Accept only if they match; gpudesk then remembers it in its known_hosts.",
+                Text(f"Unknown host key for {self.host.name}", style="bold"),
+                classes="dialog-title",
+            )
+            yield Static(
+                Text.assemble(
+                    f"{self.host.destination} presented a key gpudesk has never seen:\n\n  ",
+                    plain(
+                        f"{self.status.key_type or '?'}  {self.status.fingerprint or '?'}", "bold"
+                    ),
+                    "\n\nCompare it with the host's own (`ssh-keygen -lf "
+                    "/etc/ssh/ssh_host_*_key.pub` there). Accept only if they match; gpudesk then "
+                    "remembers it in its known_hosts.",
+                ),
                 classes="dialog-detail",
             )
             with Horizontal(classes="dialog-buttons"):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
+
+from gpudesk.app.plain import plain
 
 
 class InspectModal(ModalScreen[None]):
@@ -20,7 +23,8 @@ class InspectModal(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="inspect-dialog"):
             yield Static(
-                f"[b]docker inspect {self.title_text}[/b]  (esc closes)", classes="dialog-title"
+                Text.assemble(plain(f"docker inspect {self.title_text}", "bold"), "  (esc closes)"),
+                classes="dialog-title",
             )
             yield TextArea(self.text, read_only=True, language=None, id="inspect-text")
 

@@ -48,8 +48,8 @@ class LaunchModal(FormModal[LaunchRequest]):
         return "GPUs: 'all', a count like 2, or indices like 0,2 (empty: CPU only)"
 
     def form_title(self) -> str:
-        kind = "SSH" if self.flavour is Flavour.SSH else "Jupyter"
-        return f"Launch a {kind} dev container on {self.host}"
+        kind = "an SSH" if self.flavour is Flavour.SSH else "a Jupyter"
+        return f"Launch {kind} dev container on {self.host}"
 
     def fields(self) -> ComposeResult:
         suggested = ",".join(map(str, self.free_gpus[:1])) + "," if self.free_gpus else ""

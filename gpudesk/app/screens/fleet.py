@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -12,7 +13,7 @@ from gpudesk.app.desk import Desk, HostView, desk_of
 from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
-from gpudesk.app.widgets.host_list import COLUMNS, HostList, Line, join_cells
+from gpudesk.app.widgets.host_list import COLUMNS, HostList, Line, fit_widths, join_cells
 from gpudesk.app.widgets.host_table import host_cells, host_sort_values
 from gpudesk.app.widgets.table_nav import SORT_BINDINGS, Row, SortFilter
 from gpudesk.core.config import Host
@@ -65,8 +66,12 @@ class FleetScreen(HostView, Screen[None]):
     def filter_text(self) -> str:
         return self.view.filter_text
 
+    def _labels(self) -> list[Text | str]:
+        return [self.view.label(i) for i in range(len(COLUMNS))]
+
     def _header(self) -> Text:
-        return join_cells([self.view.label(i) for i in range(len(COLUMNS))], "bold")
+        widths = self.query_one(HostList).widths if self.is_mounted else None
+        return join_cells(self._labels(), "bold", widths)
 
     def _row(self, name: str) -> Row:
         model = self.desk.state.models[name]
@@ -82,7 +87,21 @@ class FleetScreen(HostView, Screen[None]):
         hosts.set_rows([row.key for row in shown])
         for row in shown:
             hosts.show(row.key, list(row.cells))
+        self.fit_columns()
         self.update_summary()
+
+    def fit_columns(self) -> None:
+        """Size the columns to their content and the screen's width (narrow: drop some)."""
+        hosts = self.query_one(HostList)
+        width = hosts.scrollable_content_region.width - 2  # the rows' padding
+        if width <= 0:
+            return
+        rows = [self._labels(), *(row.cells for row in hosts.rows.values() if row.cells)]
+        if hosts.set_widths(fit_widths(rows, width)):
+            self.query_one("#hosts-header", Line).set(self._header())
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self.fit_columns)
 
     def host_changed(self, name: str) -> None:
         """Note that a host changed; rows are redrawn together a few times a second.
@@ -114,6 +133,7 @@ class FleetScreen(HostView, Screen[None]):
         with self.app.batch_update():
             for name in pending:
                 self.show_host(name)
+            self.fit_columns()
 
     def show_host(self, name: str) -> None:
         hosts = self.query_one(HostList)

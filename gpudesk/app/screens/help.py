@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import re
+
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from gpudesk.app.plain import plain
+
 GLOBAL_NOTES = [
     ("ctrl+p", "Command palette (also `:`)"),
     ("tab / shift+tab", "Move focus"),
     ("mouse", "Click rows and buttons; scroll with the wheel"),
 ]
+
+
+def help_title(screen: Screen[object]) -> str:
+    """A person's name for the screen (``HELP_TITLE``, else "RunDetailScreen" -> "Run detail")."""
+    title = getattr(screen, "HELP_TITLE", None)
+    if not title:
+        words = re.findall(r"[A-Z][a-z0-9]*", type(screen).__name__.removesuffix("Screen"))
+        title = " ".join(words).capitalize() or "gpudesk"
+    return title
 
 
 def binding_rows(screen: Screen[object]) -> list[tuple[str, str]]:
@@ -46,11 +60,17 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         rows = binding_rows(self.under)
         width = max(len(k) for k, _ in rows)
-        lines = [f"[b]{k.ljust(width)}[/b]  {d}" for k, d in rows]
-        title = getattr(self.under, "TITLE", None) or type(self.under).__name__
+        keys = Text()
+        for n, (key, description) in enumerate(rows):
+            keys.append(("\n" if n else "") + key.ljust(width), style="bold")
+            keys.append(f"  {description}")
+        # A screen's subtitle may name a host's run or container: plain text.
+        title = f"Keys: {help_title(self.under)}"
+        if self.under.sub_title:
+            title += f" · {self.under.sub_title}"
         with VerticalScroll(id="help-box"):
-            yield Static(f"[b]Keys: {title}[/b]\n", id="help-title")
-            yield Static("\n".join(lines), id="help-keys")
+            yield Static(plain(title, style="bold") + Text("\n"), id="help-title")
+            yield Static(keys, id="help-keys")
             yield Static("\n[dim]esc or ? closes this help[/dim]")
 
     def action_dismiss(self, result: None = None) -> None:  # type: ignore[override]

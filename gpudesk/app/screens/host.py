@@ -12,16 +12,19 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from gpudesk.app.desk import Desk, HostView, desk_of, show_notice
+from gpudesk.app.desk import HostView, show_notice
 from gpudesk.app.messages import ActionDone, ForwardOpened, InspectLoaded, Notice
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.forwards import ForwardChoice, ForwardShown, ForwardsModal
+from gpudesk.app.modals.include_question import ask_ssh_include
 from gpudesk.app.modals.inspect import InspectModal
 from gpudesk.app.modals.launch import LaunchModal
 from gpudesk.app.modals.submit_run import SubmitRunModal
+from gpudesk.app.plain import plain, visible
+from gpudesk.app.run_source import RunSource
+from gpudesk.app.screens.gpu_processes import RUNS_POLL_INTERVAL, GpuProcessScreen, Killer
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
 from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.widgets import container_table
@@ -29,18 +32,16 @@ from gpudesk.app.widgets.container_table import COLUMNS, container_row
 from gpudesk.app.widgets.gpu_panel import GpuPanel, GpuProcessTable
 from gpudesk.app.widgets.table_nav import NavTable
 from gpudesk.core import sshconfig
-from gpudesk.core.config import private_dir
 from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.containers.stats import gpu_memory_by_container
 from gpudesk.core.containers.watch import ContainersStale
-from gpudesk.core.destinations import user_ssh_config_path
 from gpudesk.core.devcontainers import LaunchRequest, Reach
 from gpudesk.core.flavours import SSH_HOST_PREFIX, Flavour
 from gpudesk.core.gpu.sample import free_gpu_indices
 from gpudesk.core.logs import LogTarget
 
 
-class HostScreen(HostView, Screen[None]):
+class HostScreen(HostView, GpuProcessScreen):
     DEFAULT_CSS = """
     HostScreen #containers-filter { dock: bottom; margin-bottom: 1; }
     """
@@ -48,31 +49,30 @@ class HostScreen(HostView, Screen[None]):
         Binding("escape", "back", "Back"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("L", "launch('ssh')", "Launch SSH"),
-        Binding("J", "launch('jupyter')", "Launch Jupyter"),
+        # The footer shows the daily keys; ? lists every one (80 columns hold no more).
+        Binding("J", "launch('jupyter')", "Launch Jupyter", show=False),
         Binding("s", "shell", "Shell"),
-        Binding("o", "open_jupyter", "Open Jupyter"),
-        Binding("f", "forwards", "Forwards"),
+        Binding("o", "open_jupyter", "Open Jupyter", show=False),
+        Binding("f", "forwards", "Forwards", show=False),
         Binding("l", "logs", "Logs"),
         Binding("R", "submit_run", "Submit run"),
-        Binding("u", "act('start')", "Start"),
-        Binding("x", "act('stop')", "Stop"),
-        Binding("r", "act('restart')", "Restart"),
-        Binding("ctrl+d", "remove", "Remove"),
-        Binding("i", "inspect", "Inspect"),
-        Binding("a", "toggle_all", "All containers"),
-        Binding("c", "reconnect", "Reconnect"),
+        Binding("u", "act('start')", "Start", show=False),
+        Binding("x", "act('stop')", "Stop", show=False),
+        Binding("r", "act('restart')", "Restart", show=False),
+        Binding("ctrl+d", "remove", "Remove", show=False),
+        Binding("i", "inspect", "Inspect", show=False),
+        Binding("a", "toggle_all", "All containers", show=False),
+        Binding("c", "reconnect", "Reconnect", show=False),
     ]
 
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.host_name = name
+    def __init__(
+        self, name: str, *, runs: RunSource | None = None, killer: Killer | None = None
+    ) -> None:
+        """``runs`` and ``killer`` default to the fleet's; tests pass recorded ones."""
+        super().__init__(name, runs=runs, killer=killer)
         self.sub_title = name
         self.show_all = False
         self._containers_shown: tuple[object, ...] | None = None
-
-    @property
-    def desk(self) -> Desk:
-        return desk_of(self)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -89,6 +89,8 @@ class HostScreen(HostView, Screen[None]):
     def on_mount(self) -> None:
         self.show_host()
         self.table.focus()
+        self.poll_runs()
+        self.set_interval(RUNS_POLL_INTERVAL, self.poll_runs)
         # UP is computed when drawn; redraw it (and nothing else) once a second.
         self.set_interval(1.0, self.redraw_containers)
 
@@ -114,24 +116,30 @@ class HostScreen(HostView, Screen[None]):
             info.update(f"{name} was removed.")
             return
         status = model.status
+        # Messages, versions and OS names come from the host: plain text, never markup.
         lines = [
-            f"[b]{model.host.name}[/b] · {model.host.destination}",
-            f"state    {status.state.value}" + (f"  ({status.message})" if status.message else ""),
+            f"{model.host.name} · {model.host.destination}",
+            f"state    {status.state.value}"
+            + (f"  ({visible(status.message)})" if status.message else ""),
         ]
         if status.latency_ms is not None and model.host.hostname:
             lines.append(f"latency  {status.latency_ms:.1f} ms")
         if model.engine is not None:
             e = model.engine
             runtime = "NVIDIA runtime" if e.gpu_runtime else "no NVIDIA runtime"
-            lines.append(f"docker   {e.version} (API {e.api_version}) on {e.os}, {runtime}")
+            lines.append(
+                visible(f"docker   {e.version} (API {e.api_version}) on {e.os}, {runtime}")
+            )
         elif model.engine_error:
-            lines.append(f"docker   {model.engine_error}")
+            lines.append(visible(f"docker   {model.engine_error}"))
         if model.gpu_note:
-            lines.append(f"gpus     {model.gpu_note}")
-        info.update("\n".join(lines))
+            lines.append(visible(f"gpus     {model.gpu_note}"))
+        text = plain("\n".join(lines))
+        text.stylize("bold", 0, len(model.host.name))
+        info.update(text)
         if model.gpu is not None:
             self.query_one(GpuPanel).show(model.gpu, model.gpu_history, model.gpu_summary)
-            self.query_one(GpuProcessTable).show(model.gpu)
+            self.query_one(GpuProcessTable).show(model.gpu, self.run_names(model.gpu))
         shown = (
             model.containers,
             model.containers_error,
@@ -176,7 +184,7 @@ class HostScreen(HostView, Screen[None]):
         scope = "all containers" if self.show_all else "gpudesk containers"
         model = self.desk.state.models.get(self.host_name)
         if infos is None or model is None:
-            title.update(Text.assemble(("Containers", "bold"), f" · {error or 'loading…'}"))
+            title.update(Text.assemble(("Containers", "bold"), plain(f" · {error or 'loading…'}")))
             return
         shown = self.listed(infos)
         gpu_memory = gpu_memory_by_container(model.gpu)
@@ -271,34 +279,8 @@ class HostScreen(HostView, Screen[None]):
             self.app.push_screen(LaunchProgressScreen(self.host_name, request), self._launched)
 
     def _launched(self, reach: Reach | None) -> None:
-        if reach is None or reach.flavour is not Flavour.SSH:
-            return
-        home = self.desk.state.paths.home
-        config = sshconfig.config_path(home)
-        declined = self.desk.state.paths.state_dir / "ssh-include-declined"
-        if sshconfig.include_present(user_ssh_config_path(), config) or declined.exists():
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                sshconfig.ensure_include(user_ssh_config_path(), config)
-                self.notify(
-                    f"Added the Include line; `ssh {reach.ssh_alias}` works everywhere now."
-                )
-            else:
-                private_dir(declined.parent)
-                declined.touch(mode=0o600)
-                self.notify(f"Not changed. Use: ssh -F {config} {reach.ssh_alias}")
-
-        self.app.push_screen(
-            ConfirmModal(
-                "Add one Include line at the top of ~/.ssh/config?",
-                f"It reads {config}, so `ssh {reach.ssh_alias}`, scp, rsync and VS Code "
-                "Remote-SSH reach gpudesk's containers. Nothing else in the file changes.",
-                confirm="Add Include",
-            ),
-            answered,
-        )
+        if reach is not None and reach.flavour is Flavour.SSH and reach.ssh_alias:
+            ask_ssh_include(self.app, self.desk.state.paths, reach.ssh_alias)
 
     def action_shell(self) -> None:
         info = self.selected()

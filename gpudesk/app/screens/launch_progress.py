@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,13 +15,17 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Log, Static
 
 from gpudesk.app.desk import Desk, HostView, desk_of
+from gpudesk.app.plain import last_frame, plain, visible
 from gpudesk.core.containers import BaseImageMissingError, NoGpuRuntimeError
 from gpudesk.core.devcontainers import LaunchRequest, Reach
 from gpudesk.core.flavours import Flavour
 
 
 class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel / close")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel / close"),
+        Binding("enter", "close", "Close", show=False),
+    ]
 
     class Line(Message):
         def __init__(self, text: str) -> None:
@@ -56,7 +61,10 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="launch-progress"):
             yield Static(
-                f"[b]Launching {self.request.name} ({self.request.flavour.value}) on {self.host}[/b]",
+                plain(
+                    f"Launching {self.request.name} ({self.request.flavour.value}) on {self.host}",
+                    style="bold",
+                ),
                 classes="dialog-title",
             )
             yield Log(id="launch-log", max_lines=2000)
@@ -98,14 +106,16 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
         self.post_message(self.Line(line))
 
     def on_launch_progress_screen_line(self, message: Line) -> None:
-        self.query_one("#launch-log", Log).write_line(message.text)
+        # Build output is the host's: progress bars keep their last frame, controls show.
+        self.query_one("#launch-log", Log).write_line(visible(last_frame(message.text)))
 
     def on_launch_progress_screen_finished(self, message: Finished) -> None:
         self.running = False
         status = self.query_one("#launch-status", Static)
         self.query_one("#close", Button).label = "Close"
         if message.error:
-            status.update(f"[b red]Launch failed:[/] {message.error}")
+            # The error carries the host's own words (build output, Docker's message).
+            status.update(Text.assemble(("Launch failed: ", "bold red"), plain(message.error)))
             if message.no_gpu:
                 self.query_one("#cpu", Button).remove_class("hidden")
             if message.no_base:
@@ -118,14 +128,17 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
             lines = ["Jupyter is ready; opening the port forward…"]
         else:
             lines = ["Ready. Reach it with:", *(f"  {x}" for x in message.reach.lines())]
-        status.update("\n".join(lines))
+        status.update(plain("\n".join(lines)))
+        self.query_one("#close", Button).focus()
         self.desk.refresh_containers(self.host)
 
     def host_changed(self, name: str) -> None:
         url = self.reach and self.desk.state.jupyter_urls.get((self.host, self.reach.name))
         if name == self.host and url:
             self.query_one("#launch-status", Static).update(
-                f"Jupyter is ready:\n  {url}\n(copied to the clipboard; o on the container opens it)"
+                plain(
+                    f"Jupyter is ready:\n  {url}\n(copied to the clipboard; o on the container opens it)"
+                )
             )
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -139,6 +152,12 @@ class LaunchProgressScreen(HostView, ModalScreen[Reach | None]):
             self.start()
         else:
             self.action_cancel()
+
+    def action_close(self) -> None:
+        """Enter closes the dialog once the launch has ended; while it runs it does nothing,
+        so a stray enter never cancels a launch."""
+        if not self.running:
+            self.dismiss(self.reach)
 
     def action_cancel(self) -> None:
         if self.running:

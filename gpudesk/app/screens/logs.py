@@ -14,6 +14,7 @@ from textual.widgets import Footer, Header, Input, Static
 
 from gpudesk.app.desk import Desk, desk_of, show_notice
 from gpudesk.app.messages import LogEnded, LogLines, Notice
+from gpudesk.app.plain import plain, visible
 from gpudesk.app.widgets.log_view import LogView
 from gpudesk.core import logs
 from gpudesk.core.logs import LogFollower, LogTarget
@@ -60,7 +61,7 @@ class LogScreen(Screen[None]):
         self.max_lines = max_lines
         self.follower: LogFollower | None = None
         self.ended: str | None = None
-        self.sub_title = f"{host} · {target.title}"
+        self.sub_title = visible(f"{host} · {target.title}")  # a run name is the host's
 
     @property
     def desk(self) -> Desk:
@@ -123,7 +124,8 @@ class LogScreen(Screen[None]):
             parts.append(f"search: {view.search}")
         if self.ended:
             parts.append(f"ended: {self.ended}")
-        self.query_one("#log-status", Static).update(" · ".join(parts))
+        # The search is the user's, the end reason may be the host's: plain text either way.
+        self.query_one("#log-status", Static).update(plain(" · ".join(parts)))
         badge = self.query_one("#log-badge", Static)
         badge.update(f"+{view.unseen:,} new lines")
         badge.set_class(not view.following and view.unseen > 0, "shown")

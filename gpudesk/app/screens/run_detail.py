@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,6 +12,7 @@ from textual.widgets import Footer, Header, Static
 
 from gpudesk.app.desk import Desk, desk_of
 from gpudesk.app.messages import RunLoaded
+from gpudesk.app.plain import last_frame, plain, visible
 from gpudesk.app.run_source import FleetRunSource, RunSource
 from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.widgets.loss_chart import LossChart
@@ -57,7 +58,7 @@ class RunDetailScreen(Screen[None]):
         self.source = source
         self.run: Run | None = None
         self.error: str | None = None
-        self.sub_title = f"run {name} on {host}" + (f"/{container}" if container else "")
+        self.sub_title = visible(f"run {name} on {host}" + (f"/{container}" if container else ""))
 
     @property
     def desk(self) -> Desk:
@@ -100,32 +101,37 @@ class RunDetailScreen(Screen[None]):
         run = self.run
         summary = self.query_one("#detail-summary", Static)
         if run is None:
-            summary.update(f"[red]{escape(self.error or 'not found')}[/]")
+            summary.update(plain(self.error or "not found", style="red"))
             return
         m = run.metrics
         style = STATE_STYLE.get(run.state, "")
         step = (
             "-" if m.step is None else f"{m.step}" + (f"/{m.total_steps}" if m.total_steps else "")
         )
-        lines = [
-            f"[b]{escape(run.name)}[/b]  {escape(run.host)}/{escape(run.container)}  "
-            f"{escape(script_label(run.script))}  [{style}]{run.state_text}[/]",
-            f"step {step}   loss {_num(m.loss, '.4f')}   tokens/s {_num(m.tokens_per_s, ',.0f')}"
-            f"   samples/s {_num(m.samples_per_s, ',.1f')}   step {_num(m.step_time_s, '.3f', ' s')}",
-            f"elapsed {format_duration(run.elapsed)}   ETA {format_duration(run.eta)}   "
+        # Everything below but the numbers comes from the run's folder, written by the
+        # container: assembled as plain Text, never parsed as markup.
+        text = Text.assemble(
+            plain(run.name, "bold"),
+            plain(f"  {run.host}/{run.container}  {script_label(run.script)}  "),
+            plain(run.state_text, style),
+            f"\nstep {step}   loss {_num(m.loss, '.4f')}   tokens/s {_num(m.tokens_per_s, ',.0f')}"
+            f"   samples/s {_num(m.samples_per_s, ',.1f')}"
+            f"   step time {_num(m.step_time_s, '.3f', ' s')}",
+            f"\nelapsed {format_duration(run.elapsed)}   ETA {format_duration(run.eta)}   "
             f"GPU memory {_num(m.mem_gib, '.2f', ' GiB') if m.mem_gib is not None else '- (CPU)'}"
             f"   processes {run.nproc}",
-        ]
+        )
         if m.last_eval:
             shown = {k: v for k, v in m.last_eval.items() if k not in _EVAL_SKIP}
             values = "  ".join(
                 f"{k} {v:.4g}" for k, v in shown.items() if isinstance(v, float | int)
             )
-            lines.append(f"eval @ step {m.last_eval.get('step', '?')}: {values}")
+            text.append_text(plain(f"\neval @ step {m.last_eval.get('step', '?')}: {values}"))
         if m.error:
-            lines.append(f"[red]error: {escape(m.error)}[/]")
-        lines.append(f"[dim]$ {escape(shell.command(run.command) if run.command else '?')}[/]")
-        summary.update("\n".join(lines))
+            text.append_text(plain(f"\nerror: {m.error}", style="red"))
+        command = shell.command(run.command) if run.command else "?"
+        text.append_text(plain(f"\n$ {command}", style="dim"))
+        summary.update(text)
 
         self.query_one("#chart-loss", LossChart).show(
             [v for _s, v in m.losses],
@@ -145,7 +151,9 @@ class RunDetailScreen(Screen[None]):
         )
         log = run.log_tail[-12:]
         self.query_one("#detail-log", Static).update(
-            "\n".join(escape(line) for line in log) or "[dim](no log lines yet)[/]"
+            Text("\n").join(plain(last_frame(line)) for line in log)
+            if log
+            else Text("(no log lines yet)", style="dim")
         )
         self.query_one("#detail-log", Static).border_title = "last log lines"
 

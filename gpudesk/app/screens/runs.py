@@ -13,6 +13,7 @@ from textual.widgets import Footer, Header, Input, Static
 from gpudesk.app.desk import Desk, desk_of, show_notice
 from gpudesk.app.messages import ActionDone, Notice, RunsLoaded
 from gpudesk.app.modals.confirm import ConfirmModal
+from gpudesk.app.plain import cell, plain
 from gpudesk.app.run_source import FleetRunSource, RunSource
 from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.screens.run_detail import RunDetailScreen
@@ -22,8 +23,10 @@ from gpudesk.core.logs import LogTarget
 from gpudesk.core.runs import Run, default_grace, run_cells
 
 POLL_INTERVAL = 3.0
-# Fixed widths keep the columns still while the numbers change every poll.
-COLUMNS = {"name": 20, "host/container": 20, "script": 9, "state": 11, "step": 11, "loss": 7,
+# Fixed widths keep the columns still while the numbers change every poll; the name column
+# (None: as wide as its content) fits the longest name shown (a default name is 23 characters;
+# cutting them at 20 hid which run is which).
+COLUMNS: dict[str, int | None] = {"name": None, "host/container": 20, "script": 9, "state": 11, "step": 11, "loss": 7,
            "tokens/s": 8, "elapsed": 7, "ETA": 6}  # fmt: skip
 
 
@@ -33,11 +36,12 @@ def run_key(run: Run) -> str:
 
 def run_row(run: Run) -> Row:
     """A run's cells, its state coloured, and numbers to sort the numeric columns by."""
-    plain = run_cells(run)
-    cells: list[str | Text] = list(plain)
-    cells[3] = Text(plain[3], style=STATE_STYLE.get(run.state, ""))
+    texts = run_cells(run)
+    # Names and containers come from the run's folder: Text, never read as markup.
+    cells: list[str | Text] = [cell(c) for c in texts]
+    cells[3] = cell(texts[3], style=STATE_STYLE.get(run.state, ""))
     m = run.metrics
-    values = [*plain[:4], m.step, m.loss, m.tokens_per_s, run.elapsed, run.eta]
+    values = [*texts[:4], m.step, m.loss, m.tokens_per_s, run.elapsed, run.eta]
     return Row(run_key(run), cells, values)
 
 
@@ -135,7 +139,7 @@ class RunsScreen(Screen[None]):
                       table.view.describe()]  # fmt: skip
             if any(status):
                 lines.append(Text(" · ".join(p for p in status if p)))
-        lines += [Text(e, style="red") for e in self.errors]
+        lines += [plain(e, style="red") for e in self.errors]
         note.update(Text("\n").join(lines))
 
     def on_nav_table_resorted(self, event: NavTable.Resorted) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
+from gpudesk.app.plain import cell
 from gpudesk.app.widgets.table_nav import Row, SortValue
 from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.containers.stats import Usage
@@ -77,17 +78,18 @@ def container_row(
     limit = usage.mem_limit if usage else None
     memory = "-" if used is None else f"{size_text(used)} / {size_text(limit)}"
     gpu_memory = gpu_memory if running else None
+    # Names, images, statuses and labels are the host's: plain Text, never read as markup.
     cells: list[Text | str] = [
-        Text(info.name, style="bold" if info.is_gpudesk else "dim"),
+        cell(info.name, style="bold" if info.is_gpudesk else "dim"),
         (info.flavour.value if info.flavour else "-") + ("+sudo" if has_sudo(info.labels) else ""),
-        info.image if len(info.image) <= 36 else info.image[:35] + "…",
-        Text(info.status or info.state, style=STATE_STYLE.get(info.state, "")),
+        cell(info.image if len(info.image) <= 36 else info.image[:35] + "…"),
+        cell(info.status or info.state, style=STATE_STYLE.get(info.state, "")),
         uptime_text(up),
         "-" if cpu is None else f"{cpu:.1f}",
         memory,
         size_text(gpu_memory) if gpu_memory else "-",
-        info.gpus or "-",
-        ports or "-",
+        cell(info.gpus or "-"),
+        cell(ports or "-"),
     ]
     values: list[SortValue] = [
         info.name,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
+from gpudesk.app.plain import cell
 from gpudesk.core.gpu.sample import (
     DriverState,
     GpuDevice,
@@ -117,7 +120,7 @@ class GpuRow(Horizontal):
         name = (gpu.name or NA).removeprefix("NVIDIA ")
         if gpu.mig_enabled:
             name += " [MIG]"
-        self.name_label.update(f"{gpu.index:>2} {name}")
+        self.name_label.update(cell(f"{gpu.index:>2} {name}"))
         self.util.update(f"{bar(gpu.util_gpu)} {_pct(gpu.util_gpu)}")
         mem = gpu.mem_percent
         used = f"{gpu.mem_used / 1024**3:.0f}G" if gpu.mem_used is not None else NA
@@ -146,7 +149,7 @@ class GpuPanel(Vertical):
     GpuPanel > #gpu-message { display: none; color: $error; }
     GpuPanel.-driver-problem > #gpu-message { display: block; }
     GpuPanel > #gpu-summary { color: $text-muted; }
-    GpuPanel > #gpu-rows { height: auto; }
+    GpuPanel > #gpu-rows { height: auto; scrollbar-size-vertical: 1; }
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
@@ -154,7 +157,8 @@ class GpuPanel(Vertical):
         self.banner = Static("SIMULATED: these GPUs are fake", id="gpu-banner")
         self.message_label = Static(id="gpu-message")
         self.summary = Static("waiting for GPU samples…", id="gpu-summary")
-        self.rows_box = Vertical(id="gpu-rows")
+        # Scrolls (wheel) when a short terminal leaves room for fewer rows than GPUs.
+        self.rows_box = VerticalScroll(id="gpu-rows", can_focus=False)
         self.rows: list[GpuRow] = []
 
     def compose(self) -> ComposeResult:
@@ -173,8 +177,9 @@ class GpuPanel(Vertical):
         self.set_class(sample.simulated, "-simulated")
         problem = sample.driver_state is not DriverState.OK
         self.set_class(problem, "-driver-problem")
+        # Everything in a sample comes from the host: plain Text, never markup.
         self.message_label.update(
-            f"{sample.driver_state.value}: {sample.message}" if problem else sample.message
+            cell(f"{sample.driver_state.value}: {sample.message}" if problem else sample.message)
         )
         if summary is None:
             summary = summarize(sample)
@@ -185,9 +190,11 @@ class GpuPanel(Vertical):
             else NA
         )
         self.summary.update(
-            f"{sample.hostname}: {summary.count} GPUs, {summary.free} free, "
-            f"{summary.busy} busy · memory {memory} · hottest {hottest}"
-            + (f" · driver {sample.driver_version}" if sample.driver_version else "")
+            cell(
+                f"{sample.hostname}: {summary.count} GPUs, {summary.free} free, "
+                f"{summary.busy} busy · memory {memory} · hottest {hottest}"
+                + (f" · driver {sample.driver_version}" if sample.driver_version else "")
+            )
         )
         if len(self.rows) != len(sample.gpus):
             self.rows_box.remove_children()
@@ -198,35 +205,78 @@ class GpuPanel(Vertical):
             row.show(gpu, history)
 
 
-def _process_cells(proc: GpuProcess) -> tuple[int, int, str, str, str, str]:
+ProcessCells = tuple[int, int, Text, Text, str, Text, Text]
+
+
+def _process_cells(proc: GpuProcess, run: str | None) -> ProcessCells:
+    # Names, users and commands come from the host: Text, so DataTable never reads markup.
     container = proc.container_name or (proc.container_id or "")[:12] or "-"
     memory = f"{proc.used_memory // _MIB} MiB" if proc.used_memory is not None else NA
-    return (proc.gpu, proc.pid, container, proc.user or NA, memory, proc.command or NA)
+    return (
+        proc.gpu,
+        proc.pid,
+        cell(container),
+        cell(proc.user or NA),
+        memory,
+        cell(run or "-", style="bold" if run else "dim"),
+        cell(proc.command or NA),
+    )
 
 
 class GpuProcessTable(DataTable[object]):
-    """GPU processes, updated in place keyed by ``(gpu, pid)``."""
+    """GPU processes, updated in place keyed by ``(gpu, pid)``.
 
-    COLUMNS = ("gpu", "pid", "container", "user", "memory", "command")
-    LABELS = ("GPU", "PID", "Container", "User", "Memory", "Command")
+    ``k`` asks to kill the selected process and enter to open its run; the screen decides
+    (widgets do no IO), hearing :class:`KillAsked` and :class:`RunAsked`.
+    """
+
+    COLUMNS = ("gpu", "pid", "container", "user", "memory", "run", "command")
+    LABELS = ("GPU", "PID", "Container", "User", "Memory", "Run", "Command")
+    BINDINGS = [
+        Binding("k", "kill", "Kill"),
+        Binding("enter", "open_run", "Run"),
+    ]
 
     DEFAULT_CSS = """
     GpuProcessTable { height: auto; max-height: 16; }
     """
 
+    class KillAsked(Message):
+        def __init__(self, process: GpuProcess) -> None:
+            super().__init__()
+            self.process = process
+
+    class RunAsked(Message):
+        def __init__(self, process: GpuProcess, run: str | None) -> None:
+            super().__init__()
+            self.process = process
+            self.run = run
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
-        self._cells: dict[str, tuple[int, int, str, str, str, str]] = {}
+        self._cells: dict[str, ProcessCells] = {}
+        self.processes: dict[str, GpuProcess] = {}
+        self.run_names: dict[str, str] = {}
 
     def on_mount(self) -> None:
         if not self.columns:
             for key, label in zip(self.COLUMNS, self.LABELS, strict=True):
                 self.add_column(label, key=key)
 
-    def show(self, sample: GpuSample) -> None:
+    @staticmethod
+    def key_of(proc: GpuProcess) -> str:
+        return f"{proc.gpu}:{proc.pid}"
+
+    def show(self, sample: GpuSample, runs: dict[str, str] | None = None) -> None:
+        """Show ``sample``'s processes; ``runs`` maps :meth:`key_of` to a gpudesk run's name."""
         if not self.columns:
             self.on_mount()
-        wanted = {f"{proc.gpu}:{proc.pid}": _process_cells(proc) for proc in sample.processes}
+        self.run_names = dict(runs or {})
+        self.processes = {self.key_of(proc): proc for proc in sample.processes}
+        wanted = {
+            key: _process_cells(proc, self.run_names.get(key))
+            for key, proc in self.processes.items()
+        }
         for key in [key for key in self._cells if key not in wanted]:
             self.remove_row(key)
             del self._cells[key]
@@ -239,7 +289,23 @@ class GpuProcessTable(DataTable[object]):
             elif old != cells:
                 for column, before, after in zip(self.COLUMNS, old, cells, strict=True):
                     if before != after:
-                        self.update_cell(key, column, after)
+                        self.update_cell(key, column, after, update_width=True)
             self._cells[key] = cells
         if added:
             self.sort("gpu", "pid")
+
+    def selected_process(self) -> GpuProcess | None:
+        if self.row_count == 0:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return self.processes.get(key or "")
+
+    def action_kill(self) -> None:
+        proc = self.selected_process()
+        if proc is not None:
+            self.post_message(self.KillAsked(proc))
+
+    def action_open_run(self) -> None:
+        proc = self.selected_process()
+        if proc is not None:
+            self.post_message(self.RunAsked(proc, self.run_names.get(self.key_of(proc))))

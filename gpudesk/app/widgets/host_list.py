@@ -8,6 +8,7 @@ not rendered at all.
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -15,7 +16,7 @@ from textual.events import Click
 from textual.message import Message
 from textual.widget import Widget
 
-# (key, header, width); the last column takes what is left.
+# (key, header, width): the widths used until the screen fits them to its content and size.
 COLUMNS: list[tuple[str, str, int]] = [
     ("name", "HOST", 13),
     ("dest", "DESTINATION", 20),
@@ -25,11 +26,66 @@ COLUMNS: list[tuple[str, str, int]] = [
     ("gpus", "GPUS", 28),
     ("containers", "CONTAINERS", 11),
 ]
+# The most a column grows to fit its longest cell (one space of gap included).
+MAX_WIDTH = {"name": 25, "dest": 48, "state": 23, "latency": 11, "docker": 40, "gpus": 32,
+             "containers": 40}  # fmt: skip
+# Long cells are cut down to these widths: the optional columns' first, before any column
+# goes; the essential ones' only after the optional columns have gone.
+SHORTENED = {"dest": 16, "docker": 16, "state": 17, "gpus": 22, "containers": 12}
+OPTIONAL = ("dest", "docker")
+# On a narrow terminal these go, in this order; the host, its state, GPUs and containers stay.
+DROP_ORDER = ("latency", "dest", "docker")
+# Who gets room back first when cut columns can grow again.
+GROW_ORDER = ("containers", "gpus", "state", "docker", "dest", "name")
 
 
-def join_cells(cells: list[Text | str], style: str = "") -> Text:
+def _width(cell: Text | str) -> int:
+    return cell_len(cell) if isinstance(cell, str) else cell.cell_len
+
+
+def fit_widths(rows: list[list[Text | str]], total: int) -> list[int]:
+    """Column widths for ``rows`` (header included) in ``total`` cells.
+
+    Each column is as wide as its longest cell (capped). If that is too wide: the optional
+    columns are cut to :data:`SHORTENED`, then dropped (width 0) in :data:`DROP_ORDER`, then
+    the essential ones cut, then the widest shortened; room left goes back in GROW_ORDER.
+    """
+    keys = [key for key, _, _ in COLUMNS]
+    natural = [
+        min(MAX_WIDTH[key], max(_width(r[n]) for r in rows) + 1) for n, key in enumerate(keys)
+    ]
+    widths = list(natural)
+
+    def shorten(which: tuple[str, ...]) -> None:
+        for key in which:
+            if sum(widths) > total:
+                n = keys.index(key)
+                widths[n] = min(widths[n], SHORTENED[key])
+
+    shorten(OPTIONAL)
+    for key in DROP_ORDER:
+        if sum(widths) <= total:
+            break
+        widths[keys.index(key)] = 0
+    shorten(("state", "gpus", "containers"))
+    while sum(widths) > total:
+        widest = max(range(len(widths)), key=lambda i: widths[i])
+        if widths[widest] <= 6:
+            break  # the line's own ellipsis cuts what still does not fit
+        widths[widest] -= 1
+    for key in GROW_ORDER:  # give cut columns back what room is left
+        n = keys.index(key)
+        if widths[n]:
+            widths[n] += max(0, min(natural[n] - widths[n], total - sum(widths)))
+    return widths
+
+
+def join_cells(cells: list[Text | str], style: str = "", widths: list[int] | None = None) -> Text:
     line = Text(style=style, no_wrap=True, overflow="ellipsis")
-    for (_, _, width), cell in zip(COLUMNS, cells, strict=True):
+    sizes = widths or [width for _, _, width in COLUMNS]
+    for width, cell in zip(sizes, cells, strict=True):
+        if width <= 0:
+            continue
         text = cell.copy() if isinstance(cell, Text) else Text(cell)
         text.truncate(width - 1, overflow="ellipsis")
         text.pad_right(width - text.cell_len)
@@ -76,10 +132,13 @@ class HostRow(Line):
         super().__init__()
         self.host_name = name
         self.cells: list[Text | str] = []
+        self.widths: list[int] | None = None
 
-    def show(self, cells: list[Text | str]) -> None:
+    def show(self, cells: list[Text | str], widths: list[int] | None = None) -> None:
         self.cells = cells
-        self.set(join_cells(cells))
+        if widths is not None:
+            self.widths = widths
+        self.set(join_cells(cells, widths=self.widths))
 
     def on_click(self, event: Click) -> None:
         parent = self.parent
@@ -109,6 +168,7 @@ class HostList(VerticalScroll, can_focus=True):
         super().__init__(id=id)
         self.rows: dict[str, HostRow] = {}
         self.cursor: str | None = None
+        self.widths: list[int] | None = None
 
     # ------------------------------------------------------------------ rows
 
@@ -135,7 +195,16 @@ class HostList(VerticalScroll, can_focus=True):
     def show(self, name: str, cells: list[Text | str]) -> None:
         row = self.rows.get(name)
         if row is not None:
-            row.show(cells)
+            row.show(cells, self.widths)
+
+    def set_widths(self, widths: list[int]) -> bool:
+        """Lay every row out in ``widths`` (see :func:`fit_widths`); False if unchanged."""
+        if widths == self.widths:
+            return False
+        self.widths = widths
+        for row in self.rows.values():
+            row.show(row.cells, widths)
+        return True
 
     def row_names(self) -> list[str]:
         return list(self.rows)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
+from gpudesk.app.plain import cell
 from gpudesk.core.config import HostKind
 from gpudesk.core.ssh import ConnState
 
@@ -29,13 +30,40 @@ def state_text(model: HostModel) -> Text:
     return Text(status.state.value, style=STATE_STYLE.get(status.state, ""))
 
 
+# Words in core's engine and container error sentences (core/engine.py describe_failure),
+# and the few words the Fleet's cell shows for each; the host screen has the whole sentence.
+SHORT_REASONS = (
+    ("docker CLI is missing", "no docker CLI"),
+    ("No permission", "permission denied"),
+    ("No such file", "no socket"),
+    ("Connection refused", "refused"),
+    ("refused the request", "request refused"),
+    ("timed out", "timed out"),
+    ("not reachable", "dockerd not answering"),
+)
+
+
+def short_reason(error: str) -> str:
+    """A few words for a cell from one of core's one-sentence errors."""
+    for words, short in SHORT_REASONS:
+        if words in error:
+            return short
+    return error.split(";", maxsplit=1)[0].split(".", maxsplit=1)[0][:24]
+
+
 def docker_text(model: HostModel) -> Text:
     if model.engine is not None:
         suffix = " +nvidia" if model.engine.gpu_runtime else ""
-        return Text(f"{model.engine.version}{suffix}")
+        return cell(f"{model.engine.version}{suffix}")  # the host's own words
     if model.engine_error:
-        return Text("unreachable", style="red")
+        return cell(f"unreachable: {short_reason(model.engine_error)}", style="red")
     return Text("-", style="dim")
+
+
+def containers_text(model: HostModel) -> Text | str:
+    if model.containers_error:
+        return cell(f"error: {short_reason(model.containers_error)}", style="red")
+    return model.extra.get("containers", "-")
 
 
 def host_cells(model: HostModel) -> list[Text | str]:
@@ -56,7 +84,7 @@ def host_cells(model: HostModel) -> list[Text | str]:
         latency_cell,
         docker_text(model),
         model.extra.get("gpus", "-"),
-        model.extra.get("containers", "-"),
+        containers_text(model),
     ]
 
 

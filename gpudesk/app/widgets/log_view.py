@@ -13,6 +13,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from gpudesk.app.plain import last_frame, visible
+
 DEFAULT_MAX_LINES = 10_000
 _MATCH = Style(reverse=True, bold=True)
 _HIT = Style(underline=True)
@@ -47,7 +49,9 @@ class LogView(ScrollView, can_focus=True):
 
     def append(self, lines: Iterable[str], total: int | None = None) -> None:
         """Add lines; ``total`` is the source's own count, which includes any lines it dropped."""
-        batch = [line.expandtabs(4) for line in lines]
+        # A log is the container's: a progress bar's line keeps its last frame (as a terminal
+        # shows it) and every control character is drawn visibly, never sent to the terminal.
+        batch = [visible(last_frame(line).expandtabs(4)) for line in lines]
         if not batch:
             return
         arrived = max(len(batch), total - self.total) if total is not None else len(batch)

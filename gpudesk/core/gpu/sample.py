@@ -66,6 +66,10 @@ class GpuProcess:
     user: str | None = None
     container_id: str | None = None
     container_name: str | None = None
+    # The pid and process group inside the process's own PID namespace (its container's);
+    # None from older agents and for processes whose status could not be read.
+    ns_pid: int | None = None
+    ns_pgid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,8 @@ def _process(obj: dict[str, Any], n: int) -> GpuProcess:
         user=_opt_str(obj, "user", where),
         container_id=_opt_str(obj, "container_id", where),
         container_name=_opt_str(obj, "container_name", where),
+        ns_pid=_opt_int(obj, "ns_pid", where),
+        ns_pgid=_opt_int(obj, "ns_pgid", where),
     )
 
 
