@@ -102,6 +102,7 @@ class SshConnection:
         self.status = ConnStatus(host.name, ConnState.CONNECTING)
         self.pending_key: paramiko.PKey | None = None
         self.accepted_key: paramiko.PKey | None = None  # trusted by accept_new_host_key
+        self._accepted_by_user: paramiko.PKey | None = None  # in the TUI's dialog
 
     # ------------------------------------------------------------------ status
 
@@ -220,7 +221,8 @@ class SshConnection:
                 key,
                 self.known_name,
             )
-        if accept_new:
+        accepted = self._accepted_by_user
+        if accept_new or (accepted is not None and accepted.asbytes() == key.asbytes()):
             return key
         self.pending_key = key
         raise HostKeyUnknown(
@@ -237,7 +239,8 @@ class SshConnection:
     def accept_pending_key(self) -> None:
         """The user accepted the unknown host key shown to them: trust it and reconnect."""
         if self.pending_key is not None:
-            self.keys.add(self.known_name, self.pending_key)
+            # Written to known_hosts by the next connect, once the login succeeded there.
+            self._accepted_by_user = self.pending_key
             self.pending_key = None
         self.retry()
 

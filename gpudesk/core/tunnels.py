@@ -61,11 +61,12 @@ class Tunnel:
         try:
             channel = self._open(self.remote_host, self.remote_port)
         except Exception as exc:
-            # The browser only sees a closed connection: say why to whoever holds the tunnel.
-            client.close()
+            # The browser only sees a closed connection: say why to whoever holds the tunnel,
+            # before closing it, so the reason is there by the time the close is seen.
             if self._on_error is not None:
                 with contextlib.suppress(Exception):
                     self._on_error(exc)
+            client.close()
             return
         try:
             pump(client, channel, self._closed)

@@ -24,6 +24,7 @@ class PanelApp(App[None]):
         self.samples = samples
         # A short window so the fixture's 5 samples (0.2 s apart) span the sparkline.
         self.history = GpuHistory(window_s=1.0, max_points=100)
+        self.kill_asked: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield GpuPanel(id="panel")
@@ -32,6 +33,9 @@ class PanelApp(App[None]):
     def on_mount(self) -> None:
         for sample in self.samples:
             self.feed(sample)
+
+    def on_gpu_process_table_kill_asked(self, message: GpuProcessTable.KillAsked) -> None:
+        self.kill_asked.append(GpuProcessTable.key_of(message.process))
 
     def feed(self, sample: GpuSample) -> None:
         self.history.add(sample)
@@ -72,7 +76,7 @@ async def test_panel_renders_simulated_sample() -> None:
         table = app.query_one(GpuProcessTable)
         assert table.row_count == 6
         assert str(table.get_row("3:40003")[2]) == "sim-train-1"
-        assert [table.get_row_at(i)[0] for i in range(6)] == [1, 2, 3, 4, 5, 6]
+        assert [table.get_row_at(i)[0] for i in range(6)] == ["1", "2", "3", "4", "5", "6"]
 
 
 async def test_panel_updates_in_place_and_remounts_on_count_change() -> None:
@@ -108,7 +112,33 @@ async def test_panel_updates_in_place_and_remounts_on_count_change() -> None:
         assert not panel.banner.display
         table = app.query_one(GpuProcessTable)
         assert table.row_count == 1
-        assert table.get_row_at(0)[1] == samples[2].processes[0].pid
+        assert table.get_row_at(0)[1] == str(samples[2].processes[0].pid)
+
+
+async def test_process_table_sorts_by_any_column_and_reverses() -> None:
+    samples = load_samples()
+    app = PanelApp(samples)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = app.query_one(GpuProcessTable)
+        table.focus()
+        procs = samples[-1].processes
+        # > steps through GPU, PID, Container, User to Memory; S turns it to largest first.
+        await pilot.press(*">" * 5)
+        await pilot.pause()
+        memory = {table.key_of(p): p.used_memory or 0 for p in procs}
+        shown = [memory[key] for key in table.shown_keys]
+        assert sorted(table.shown_keys) == sorted(memory) and shown == sorted(memory.values())
+        assert "▲" in str(table.ordered_columns[4].label)
+        await pilot.press("S")
+        await pilot.pause()
+        shown = [memory[key] for key in table.shown_keys]
+        assert shown == sorted(memory.values(), reverse=True)
+        assert "▼" in str(table.ordered_columns[4].label)
+        # k still kills (nvitop's key) rather than moving up: it asks about the selected row.
+        await pilot.press("k")
+        await pilot.pause()
+        assert app.kill_asked == [table.selected_key] and table.selected_key in memory
 
 
 def test_bar_and_sparkline_text() -> None:

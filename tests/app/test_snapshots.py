@@ -134,7 +134,11 @@ def launch_form() -> tuple[App[Any], Before]:
         await pilot.press("L")
         await pilot.pause()
         # The suggested name ends in a random suffix: a fixed one keeps the snapshot stable.
-        pilot.app.screen.query_one("#name", Input).value = "train-b"
+        name = pilot.app.screen.query_one("#name", Input)
+        name.value = "train-b"
+        # Setting the value restarts the cursor's blink: caught mid-blink under load, the
+        # snapshot would differ by the cursor alone.
+        name.cursor_blink = False
         await pilot.pause()
 
     return host_app(), before

@@ -32,6 +32,7 @@ from gpudesk.core.flavours import Flavour
 from gpudesk.core.fleet import HostService
 from gpudesk.core.runs import CHECK_ARGS_ENV, RUNS_DIR, RunSpec, RunState, get_run, submit
 from tests.integration.bed import bed_host
+from tests.integration.interrupt import interruptible
 from tests.integration.pace import Pace
 from tests.integration.test_runs import (  # noqa: F401 - fixtures
     bed,
@@ -54,7 +55,7 @@ def gpudesk(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str
 
 def start_gpudesk(*argv: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [str(BIN / "gpudesk"), *argv],
+        interruptible([str(BIN / "gpudesk"), *argv]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

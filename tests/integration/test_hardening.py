@@ -25,6 +25,7 @@ import pytest
 from gpudesk.core.config import Inventory
 from gpudesk.core.flavours import Flavour, GpudeskLabels
 from tests.integration.bed import bed_host
+from tests.integration.interrupt import interruptible
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +120,9 @@ def test_following_a_log_ends_its_host_reader_when_gpudesk_goes(hostile_workspac
     log = hostile_workspace / "train.log"
     log.write_text("first line\n")
     follow = subprocess.Popen(
-        [sys.executable, "-m", "gpudesk", "logs", "evil", "--host", "bed", "-f", "-n", "5"],
+        interruptible(
+            [sys.executable, "-m", "gpudesk", "logs", "evil", "--host", "bed", "-f", "-n", "5"]
+        ),
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -205,6 +205,10 @@ def test_unknown_key_during_supervision_waits_for_the_user(testbed: Any) -> None
             SshConnection(bed_host(testbed), Paths.from_env()).connect_once()
         conn.accept_pending_key()
         wait_state(events, ConnState.CONNECTED)
+        # Accepted in the dialog, the key was written once the login succeeded: kept for later.
+        again = SshConnection(bed_host(testbed), Paths.from_env())
+        again.connect_once()
+        again.close()
     finally:
         conn.close()
         supervisor.join(timeout=10)

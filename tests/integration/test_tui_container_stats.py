@@ -18,10 +18,11 @@ import pytest
 from textual.widgets import DataTable
 
 from gpudesk.app.app import GpudeskApp
-from gpudesk.app.messages import ContainersUpdate
+from gpudesk.app.messages import ContainerChange, ContainersUpdate
 from gpudesk.app.screens.host import HostScreen
 from gpudesk.core.config import Inventory
 from gpudesk.core.containers.stats import STREAMS_SSH
+from gpudesk.core.containers.watch import ContainersListed
 from gpudesk.core.ssh import MAX_SESSION_CHANNELS, SshConnection
 from tests.integration.bed import bed_host
 
@@ -57,7 +58,12 @@ def test_host_screen_shows_live_cpu_and_memory_within_its_budget(
         listed = asyncio.Event()
 
         def hook(message: object) -> None:
+            # The watch's first listing (or a relist after an action) names them all.
             infos = message.infos if isinstance(message, ContainersUpdate) else None
+            if isinstance(message, ContainerChange) and isinstance(
+                message.change, ContainersListed
+            ):
+                infos = message.change.infos
             if infos and sum(i.name in names for i in infos) == COUNT:
                 listed.set()
 

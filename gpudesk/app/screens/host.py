@@ -153,8 +153,6 @@ class HostScreen(HostView, GpuProcessScreen):
             # events, stats ticks and the UP column's own once-a-second redraw.
             self._containers_shown = shown
             self.show_containers(model.containers, model.containers_error)
-            if model.containers_stale is not None:
-                self.show_stale(model.containers_stale, model.containers is not None)
 
     def show_stale(self, stale: ContainersStale, listed: bool) -> None:
         """Say the list is not live, since when, and why (plain text: the reason is remote)."""
@@ -165,7 +163,7 @@ class HostScreen(HostView, GpuProcessScreen):
                 ("Containers", "bold"),
                 " · ",
                 (f"{what}, reconnecting…", "bold yellow"),
-                f" ({stale.reason}; next try within {stale.retry_in:.0f} s)",
+                plain(f" ({stale.reason}; next try within {stale.retry_in:.0f} s)"),
             )
         )
 
@@ -183,8 +181,15 @@ class HostScreen(HostView, GpuProcessScreen):
         table = self.table
         scope = "all containers" if self.show_all else "gpudesk containers"
         model = self.desk.state.models.get(self.host_name)
+        stale = model.containers_stale if model is not None else None
+        if stale is not None:
+            # A list that is not live says so whatever redraws it (the UP column's tick too).
+            self.show_stale(stale, infos is not None)
         if infos is None or model is None:
-            title.update(Text.assemble(("Containers", "bold"), plain(f" · {error or 'loading…'}")))
+            if stale is None:
+                title.update(
+                    Text.assemble(("Containers", "bold"), plain(f" · {error or 'loading…'}"))
+                )
             return
         shown = self.listed(infos)
         gpu_memory = gpu_memory_by_container(model.gpu)
@@ -209,7 +214,8 @@ class HostScreen(HostView, GpuProcessScreen):
         if view.sort is not None:
             parts.append(view.describe())
         parts.append("L launch SSH · J launch Jupyter · a toggle all · / filter · < > S sort")
-        title.update(Text.assemble(("Containers", "bold"), " · " + " · ".join(parts)))
+        if stale is None:
+            title.update(Text.assemble(("Containers", "bold"), " · " + " · ".join(parts)))
 
     # ------------------------------------------------------------------ helpers
 

@@ -8,9 +8,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from gpudesk.app.plain import cell
+from gpudesk.app.widgets.table_nav import NavTable, Row
 from gpudesk.core.gpu.sample import (
     DriverState,
     GpuDevice,
@@ -223,11 +224,12 @@ def _process_cells(proc: GpuProcess, run: str | None) -> ProcessCells:
     )
 
 
-class GpuProcessTable(DataTable[object]):
-    """GPU processes, updated in place keyed by ``(gpu, pid)``.
+class GpuProcessTable(NavTable):
+    """GPU processes, keyed by ``(gpu, pid)``, sortable by any column (``>``/``<``, ``S``).
 
-    ``k`` asks to kill the selected process and enter to open its run; the screen decides
-    (widgets do no IO), hearing :class:`KillAsked` and :class:`RunAsked`.
+    ``k`` asks to kill the selected process (nvitop's key; ``j`` and the arrows move) and enter
+    to open its run; the screen decides (widgets do no IO), hearing :class:`KillAsked` and
+    :class:`RunAsked`.
     """
 
     COLUMNS = ("gpu", "pid", "container", "user", "memory", "run", "command")
@@ -252,16 +254,11 @@ class GpuProcessTable(DataTable[object]):
             self.process = process
             self.run = run
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
-        self._cells: dict[str, ProcessCells] = {}
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(list(zip(self.COLUMNS, self.LABELS, strict=True)), id=id,
+                         zebra_stripes=True)  # fmt: skip
         self.processes: dict[str, GpuProcess] = {}
         self.run_names: dict[str, str] = {}
-
-    def on_mount(self) -> None:
-        if not self.columns:
-            for key, label in zip(self.COLUMNS, self.LABELS, strict=True):
-                self.add_column(label, key=key)
 
     @staticmethod
     def key_of(proc: GpuProcess) -> str:
@@ -269,36 +266,19 @@ class GpuProcessTable(DataTable[object]):
 
     def show(self, sample: GpuSample, runs: dict[str, str] | None = None) -> None:
         """Show ``sample``'s processes; ``runs`` maps :meth:`key_of` to a gpudesk run's name."""
-        if not self.columns:
-            self.on_mount()
         self.run_names = dict(runs or {})
-        self.processes = {self.key_of(proc): proc for proc in sample.processes}
-        wanted = {
-            key: _process_cells(proc, self.run_names.get(key))
-            for key, proc in self.processes.items()
-        }
-        for key in [key for key in self._cells if key not in wanted]:
-            self.remove_row(key)
-            del self._cells[key]
-        added = False
-        for key, cells in wanted.items():
-            old = self._cells.get(key)
-            if old is None:
-                self.add_row(*cells, key=key)
-                added = True
-            elif old != cells:
-                for column, before, after in zip(self.COLUMNS, old, cells, strict=True):
-                    if before != after:
-                        self.update_cell(key, column, after, update_width=True)
-            self._cells[key] = cells
-        if added:
-            self.sort("gpu", "pid")
+        ordered = sorted(sample.processes, key=lambda p: (p.gpu, p.pid))
+        self.processes = {self.key_of(proc): proc for proc in ordered}
+        rows = []
+        for key, proc in self.processes.items():
+            cells = _process_cells(proc, self.run_names.get(key))
+            values = [proc.gpu, proc.pid, *(c.plain for c in cells[2:4]), proc.used_memory,
+                      *(c.plain for c in cells[5:])]  # fmt: skip
+            rows.append(Row(key, [str(proc.gpu), str(proc.pid), *cells[2:]], values))
+        self.show_rows(rows)
 
     def selected_process(self) -> GpuProcess | None:
-        if self.row_count == 0:
-            return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        return self.processes.get(key or "")
+        return self.processes.get(self.selected_key or "")
 
     def action_kill(self) -> None:
         proc = self.selected_process()
