@@ -6,6 +6,7 @@ skip with the reason.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,8 @@ def runs_last(item: pytest.Item) -> bool:
     return module_last or item.get_closest_marker("restarts_dockerd") is not None
 
 
+BED_LOCK = "/tmp/gpudesk-bed.lock"  # the benches under bench/ take the same lock
+
 _bed: list[Any] = []  # what testbed_module.up() gave (or raised), once per session
 
 
@@ -56,13 +59,23 @@ def start_early(request: pytest.FixtureRequest) -> Iterator[None]:
     for item in request.session.items:
         for starter in getattr(getattr(item, "module", None), "START_EARLY", ()):
             starters[starter] = None
-    bed = None if testbed_module.can_run() else bed_up()
+    lock = None
+    if not testbed_module.can_run():
+        # One user of the shared test bed at a time: another session's suite, a bench or a
+        # developer's run would otherwise restart dockerd or clear containers under this one.
+        lock = open(BED_LOCK, "a")  # noqa: SIM115 - held for the whole session
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    bed = None if lock is None else bed_up()
     if bed is not None and not isinstance(bed, Exception):
         for starter in starters:
             starter(bed)
     # otherwise the tests skip or fail through the testbed fixture, as without this
-    yield
-    early.finish()
+    try:
+        yield
+        early.finish()
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 @pytest.fixture(scope="session")
