@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gpudesk.core import sshconfig
 from scripts import testbed as testbed_module
 from tests.integration import early
 
@@ -116,3 +120,17 @@ def extra_sshd(testbed: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     sshd = testbed_module.new_sshd(name, testbed.docker_host)
     yield sshd
     sshd.stop()
+
+
+@pytest.fixture
+def short_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # Control sockets need a short path; pytest's tmp_path is too deep for one.
+    home = Path(tempfile.mkdtemp(prefix="gd", dir="/tmp"))
+    monkeypatch.setenv("GPUDESK_HOME", str(home))
+    yield home
+    for socket_file in (home / "cm").glob("*"):
+        subprocess.run(
+            ["ssh", "-F", str(sshconfig.config_path(home)), "-O", "exit", "-S", str(socket_file),
+             "x"], capture_output=True, check=False, timeout=20,
+        )  # fmt: skip
+    shutil.rmtree(home, ignore_errors=True)
