@@ -41,8 +41,6 @@ def runs_last(item: pytest.Item) -> bool:
     return module_last or item.get_closest_marker("restarts_dockerd") is not None
 
 
-BED_LOCK = "/tmp/gpudesk-bed.lock"  # the benches under bench/ take the same lock
-
 _bed: list[Any] = []  # what testbed_module.up() gave (or raised), once per session
 
 
@@ -67,7 +65,7 @@ def start_early(request: pytest.FixtureRequest) -> Iterator[None]:
     if not testbed_module.can_run():
         # One user of the shared test bed at a time: another session's suite, a bench or a
         # developer's run would otherwise restart dockerd or clear containers under this one.
-        lock = open(BED_LOCK, "a")  # noqa: SIM115 - held for the whole session
+        lock = open(testbed_module.BED_LOCK, "a")  # noqa: SIM115 - held for the whole session
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
     bed = None if lock is None else bed_up()
     if bed is not None and not isinstance(bed, Exception):
