@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from gpudesk.core.errors import GpudeskError
+from gpudesk.core.config import ConfigError
 from gpudesk.core.gpu.sample import GpuSample
 
 AFTER_ENV = "GPUDESK_IDLE_AFTER"
@@ -30,7 +30,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-class IdleConfigError(GpudeskError, ValueError):
+class IdleConfigError(ConfigError):
     """A duration or threshold for idle detection that cannot be used."""
 
 
