@@ -9,6 +9,7 @@ README's ``Idle GPUs`` command lines run here as written, through the ``gpudesk`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
@@ -166,3 +167,63 @@ def test_the_readme_idle_lines_as_written(nb1: Any) -> None:
     (found,) = validate_text("ps --idle", done.stdout)["containers"]
     assert (found["name"], found["id"], found["gpus"]) == (NAME, nb1.id, [0])
     assert found["gpu_memory"] == 6 << 30 and found["idle_s"] >= 2.0
+
+
+def test_the_tui_flags_nb1_and_x_stops_it(
+    nb1: Any, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole TUI on the bed: the Fleet's gpu1 row says `1 idle` once its 2 s window is
+    covered, X on it asks about nb1 and yes stops the real container."""
+    from textual.pilot import Pilot
+
+    from gpudesk.app.app import GpudeskApp
+    from gpudesk.app.messages import GpuUpdate
+    from gpudesk.app.modals.confirm import ConfirmModal
+    from gpudesk.app.screens.fleet import FleetScreen
+    from gpudesk.app.widgets.host_list import HostList
+
+    monkeypatch.setenv("GPUDESK_SIMULATE_GPUS", "2")
+    monkeypatch.setenv("GPUDESK_SIMULATE_PROCESSES", f"{NAME}@0")
+    monkeypatch.setenv("GPUDESK_IDLE_AFTER", "2s")
+
+    async def scenario() -> None:
+        updates: asyncio.Queue[int] = asyncio.Queue()
+
+        def hook(message: object) -> None:
+            if isinstance(message, GpuUpdate) and message.host == "gpu1":
+                updates.put_nowait(message.sample.seq)
+
+        async def until(pilot: Pilot[Any], done: Any, what: str) -> None:
+            pace, seen = Pace(), 0
+            while not done():
+                try:
+                    pace.saw(await asyncio.wait_for(updates.get(), pace.allowance()))
+                except TimeoutError:
+                    raise AssertionError(f"waiting for {what}: {pace.describe()}") from None
+                await pilot.pause()
+                seen += 1
+                assert seen < 400, f"{seen} GPU samples from gpu1 and still not {what}"
+
+        app = GpudeskApp()
+        async with app.run_test(size=(200, 50), message_hook=hook) as pilot:
+            model = app.models["gpu1"]
+            await until(pilot, lambda: model.gpu_idle.get(NAME) is not None, "nb1 idle")
+            fleet = app.screen
+            assert isinstance(fleet, FleetScreen)
+            fleet.flush()
+            assert "1 idle" in " ".join(fleet.query_one(HostList).cells("gpu1"))
+            fleet.query_one(HostList).select("gpu1")
+            await pilot.press("X")
+            modal = app.screen
+            assert isinstance(modal, ConfirmModal)
+            assert modal.question == f"Stop idle container {NAME} on gpu1?"
+            assert "GPU 0 under 5 % utilisation for" in modal.detail
+            assert "it holds 6.0GiB of GPU memory" in modal.detail
+            await pilot.press("y")
+            await until(pilot, lambda: model.gpu_idle.low() == [], "nb1 gone from GPU 0")
+            await app.workers.wait_for_complete()
+            assert docker_client.containers.get(NAME).status == "exited"
+            fleet.flush()
+            assert "idle" not in " ".join(fleet.query_one(HostList).cells("gpu1"))
+
+    asyncio.run(scenario())
