@@ -74,3 +74,22 @@ def test_probe_policy() -> None:
     assert (policy.after_s, policy.below, interval, policy.max_gap_s) == (1800.0, 10.0, 1.0, 5.0)
     with pytest.raises(CliError):
         probe_policy("0s", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ([], {"GPUDESK_IDLE_AFTER": "soon"}, "GPUDESK_IDLE_AFTER must be a duration"),
+        (
+            ["ps", "--idle"],
+            {"GPUDESK_IDLE_BELOW": "200"},
+            "GPUDESK_IDLE_BELOW must be a percentage",
+        ),
+    ],
+)
+def test_bad_settings_stop_the_tui_and_the_cli_in_one_sentence(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    done = cli(*args, **env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"gpudesk: {message}") and done.stderr.count("\n") == 1

@@ -146,8 +146,10 @@ class IdleTracker:
         self._gap = False
 
     def mark_gap(self) -> None:
-        """The stream broke (restarting): no stretch goes on across it."""
+        """The stream broke (restarting): no stretch goes on across it, and until the next
+        sample nothing is known to be low."""
         self._gap = True
+        self._low = {}
 
     def add(self, sample: GpuSample) -> None:
         ts = sample.ts
