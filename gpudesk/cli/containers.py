@@ -83,6 +83,12 @@ def _ports_text(info: ContainerInfo) -> str:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    if args.idle:
+        from gpudesk.cli.idle import cmd_ps_idle
+
+        return cmd_ps_idle(args)
+    if args.idle_for is not None or args.below is not None:
+        raise CliError("--for and --below go with --idle.")
     inventory = Inventory.load()
     names = [inventory.get(args.host).name] if args.host else inventory.names()
     listed = _list_over_openssh(inventory, names, args.all)
@@ -334,6 +340,15 @@ def register(sub: Any) -> None:
     ps.add_argument("--host", metavar="H")
     ps.add_argument("--all", action="store_true", help="also containers gpudesk did not make")
     ps.add_argument("--json", action="store_true")
+    ps.add_argument(
+        "--idle",
+        action="store_true",
+        help="only containers whose GPUs stay idle while watched (any container holding GPUs)",
+    )
+    ps.add_argument(
+        "--for", dest="idle_for", metavar="DURATION", help="with --idle: watch this long (10s)"
+    )
+    ps.add_argument("--below", metavar="PCT", help="with --idle: idle under this GPU util %% (5)")
     ps.set_defaults(func=cmd_ps)
 
     launch = sub.add_parser("launch", help="build if needed, run, and wait for a dev container")

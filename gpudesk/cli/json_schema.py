@@ -100,6 +100,17 @@ DEFS: dict[str, Schema] = {
         },
     ),
     "Container": _obj("a container", CONTAINER_FIELDS),
+    "IdleContainer": _obj(
+        "a container whose GPUs stayed idle while watched (any container, gpudesk's or not)",
+        {
+            "host": _t("string", "gpudesk host name"),
+            "name": _t("string", "container name (its id when the name is unknown)"),
+            "id": _t("string", "container id", null=True),
+            "gpus": _list({"type": "integer"}, "GPU indices its processes run on"),
+            "gpu_memory": _t("integer", "bytes of GPU memory its processes hold", null=True),
+            "idle_s": _t("number", "seconds its GPUs were seen under `below` % (at least)"),
+        },
+    ),
     "Reach": _obj(
         "how to get into a launched container",
         {
@@ -295,6 +306,20 @@ COMMANDS: dict[str, Schema] = {
         {
             **_SCHEMA_FIELD,
             "containers": _list(_ref("Container", "a container"), "containers on every host"),
+            "errors": _ERRORS,
+        },
+    ),
+    "ps --idle": _obj(
+        "`gpudesk ps --idle [--for 10s] [--below 5] --json`: one document",
+        {
+            **_SCHEMA_FIELD,
+            "observed_s": _t("number", "seconds each host was watched (`--for`)"),
+            "below": _t("number", "GPU utilisation % under which a GPU counts as idle"),
+            "simulated": _t("boolean", "some host's GPUs were simulated (GPUDESK_SIMULATE_GPUS)"),
+            "containers": _list(
+                _ref("IdleContainer", "an idle container"),
+                "containers whose GPUs were all under `below` % in every sample, without a gap",
+            ),
             "errors": _ERRORS,
         },
     ),

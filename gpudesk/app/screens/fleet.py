@@ -9,7 +9,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
-from gpudesk.app.desk import Desk, HostView, desk_of
+from gpudesk.app.desk import Desk, HostView, desk_of, show_notice
+from gpudesk.app.idle_stop import offer_stop_idle
+from gpudesk.app.messages import ActionDone, Notice
 from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
@@ -30,6 +32,7 @@ class FleetScreen(HostView, Screen[None]):
         Binding("r", "retry", "Reconnect"),
         Binding("R", "runs", "Runs"),
         Binding("ctrl+d", "remove_host", "Remove host"),
+        Binding("X", "stop_idle", "Stop idle", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         *SORT_BINDINGS,
     ]
@@ -155,6 +158,9 @@ class FleetScreen(HostView, Screen[None]):
             parts.append(f"free GPUs: {free}/{total}")
             if any(m.gpu is not None and m.gpu.simulated for m in models):
                 parts.append("SIMULATED")
+        idle = sum(len(m.gpu_idle.idle()) for m in models)
+        if idle:
+            parts.append(f"idle containers: {idle} (X stops one)")
         if attention:
             parts.append(f"{attention} need attention")
         if self.view.filter_error is not None:
@@ -198,6 +204,18 @@ class FleetScreen(HostView, Screen[None]):
                 self.desk.state.accept_host_key(name)
 
         self.app.push_screen(HostKeyModal(model.host, model.status), answered)
+
+    def action_stop_idle(self) -> None:
+        """Offer to stop the selected host's longest idle container."""
+        name = self._selected()
+        if name is not None:
+            offer_stop_idle(self, name)
+
+    def on_notice(self, message: Notice) -> None:
+        show_notice(self, message)
+
+    def on_action_done(self, message: ActionDone) -> None:
+        show_notice(self, message)
 
     def action_runs(self) -> None:
         self.desk.open_runs()
