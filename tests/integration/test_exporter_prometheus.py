@@ -44,6 +44,14 @@ GPUS = 8
 SCRAPES = 4  # distinct agent samples to see scraped before comparing them all
 
 
+def readme_usage_line() -> list[str]:
+    """The Usage block's exporter line, without its comment."""
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("gpudesk exporter "):
+            return shlex.split(line, comments=True)
+    raise AssertionError("the README's Usage has no gpudesk exporter line")
+
+
 def readme_section() -> str:
     text = (ROOT / "README.md").read_text()
     start = text.index("### Prometheus exporter\n")
@@ -239,3 +247,24 @@ def test_prometheus_scrapes_the_agents_samples_for_8_simulated_gpus(
     proc.send_signal(signal.SIGINT)  # ctrl+c
     _, err = proc.communicate(timeout=60)
     assert (proc.returncode, err) == (0, "")
+
+    # The Usage block's line, as written, serves the same address (SIGTERM stops it too).
+    argv = readme_usage_line()
+    assert argv == ["gpudesk", "exporter", "--listen", "127.0.0.1:9835"]
+    gpudesk = str(Path(sys.executable).with_name("gpudesk"))
+    env = {**os.environ, "GPUDESK_SIMULATE_GPUS": str(GPUS)}
+    again = subprocess.Popen(
+        [gpudesk, *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert again.stdout is not None
+        assert again.stdout.readline() == first
+        with urllib.request.urlopen("http://127.0.0.1:9835/metrics", timeout=30) as response:
+            assert 'gpudesk_host_up{host="bed"}' in response.read().decode()
+        again.terminate()
+        _, err = again.communicate(timeout=60)
+        assert (again.returncode, err) == (0, "")
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.wait()
