@@ -309,3 +309,35 @@ def test_the_grafana_dashboard_asks_only_for_exported_metrics() -> None:
     exprs += [v["definition"] for v in dashboard["templating"]["list"]]
     asked = {name for expr in exprs for name in re.findall(r"\b(DCGM_FI_\w+|gpudesk_\w+)", expr)}
     assert asked and asked <= exported, asked - exported
+
+
+def test_feeds_fill_the_board_from_the_local_hosts_real_agent_and_stop() -> None:
+    import threading
+
+    from gpudesk.core.config import Inventory
+    from gpudesk.core.metrics.feeds import FleetFeeds
+
+    class Recording(MetricsBoard):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sampled = threading.Event()
+
+        def set_sample(self, host: str, sample: GpuSample | None) -> None:
+            super().set_sample(host, sample)
+            if sample is not None and self.get(host) is not None:
+                self.sampled.set()
+
+    board = Recording()
+    feeds = FleetFeeds(Inventory.load(), board, simulate=2)
+    assert feeds.hosts == ["localhost"]
+    feeds.start()
+    try:
+        assert board.sampled.wait(120), "no sample from the local agent"
+        [snap] = board.snapshots()
+        assert snap.up and snap.sample is not None and snap.sample.simulated
+        parsed = series(exposition([snap]))
+        assert set(by_gpu(parsed, "DCGM_FI_DEV_GPU_UTIL")) == {"0", "1"}
+    finally:
+        feeds.close()
+    [snap] = board.snapshots()
+    assert snap.sample is None  # the stopped stream's last sample is no longer current

@@ -61,8 +61,10 @@ class FleetFeeds:
         threading.Thread(target=target, name=f"gpudesk-exporter-{name}", daemon=True).start()
 
     def _on_status(self, status: ConnStatus) -> None:
+        if self._stop.is_set():
+            return  # closing: close() marks every host closed
         self.board.set_status(status)
-        if status.state is ConnState.CONNECTED and not self._stop.is_set():
+        if status.state is ConnState.CONNECTED:
             self._host_up(status.host)
 
     def _host_up(self, name: str) -> None:
@@ -128,3 +130,6 @@ class FleetFeeds:
         for watch in watches:
             watch.stop()
         self.fleet.close()
+        # The loops end on their own threads; what they last reported is no longer current.
+        for name in self.fleet.services:
+            self.board.set_status(ConnStatus(name, ConnState.CLOSED))
