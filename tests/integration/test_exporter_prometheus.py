@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from gpudesk.payload import gpu_agent
 from scripts import testbed as testbed_module
 from tests.integration.bed import bed_host
 from tests.integration.interrupt import interruptible
-from tests.integration.pace import Pace
+from tests.integration.pace import SLOW_OP_S, Pace
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None,
@@ -107,7 +108,21 @@ def bed(testbed: Any, known_hosts_file: Path) -> str:
 
 
 @pytest.fixture
-def exporter(bed: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def container(testbed: Any, docker_client: Any) -> Iterator[Any]:
+    """A running container labelled as gpudesk's, on the bed host (removed at the end)."""
+    name = f"gdexp-{uuid.uuid4().hex[:8]}"
+    created = docker_client.containers.run(
+        testbed.base_image, ["sleep", "600"], name=name, labels={"io.gpudesk.flavour": "ssh"},
+        detach=True,
+    )  # fmt: skip
+    try:
+        yield created
+    finally:
+        created.remove(force=True)
+
+
+@pytest.fixture
+def exporter(bed: str, container: Any) -> Iterator[tuple[subprocess.Popen[str], str]]:
     [line] = [ln for ln in fenced(readme_section(), "sh").splitlines() if ln.strip()]
     argv = shlex.split(line)
     assert argv == ["gpudesk", "exporter"]  # the README's line, run as written
@@ -172,7 +187,7 @@ def scraped_seqs(port: int) -> dict[float, int]:
 
 @pytest.mark.timeout(600)
 def test_prometheus_scrapes_the_agents_samples_for_8_simulated_gpus(
-    exporter: tuple[subprocess.Popen[str], str], prometheus: int
+    exporter: tuple[subprocess.Popen[str], str], prometheus: int, container: Any
 ) -> None:
     proc, first = exporter
     assert first == (
@@ -243,6 +258,19 @@ def test_prometheus_scrapes_the_agents_samples_for_8_simulated_gpus(
         for target in panel["targets"]:
             expr = target["expr"].replace("$host", "bed").replace("$gpu", ".*")
             assert query(prometheus, expr), f"{panel['title']}: {expr} has no data"
+
+    # The container list comes from the container watch: its row, then its Docker event.
+    selector = f'gpudesk_container_running{{host="bed", container="{container.name}"}}'
+    [row] = query(prometheus, selector)
+    assert (row["metric"]["state"], row["value"][1]) == ("running", "1")
+    container.kill()
+    since = time.monotonic()
+    while True:  # the event reaches the exporter, then the next scrape carries it
+        rows = query(prometheus, selector)
+        if [(r["metric"]["state"], r["value"][1]) for r in rows] == [("exited", "0")]:
+            break
+        assert time.monotonic() - since < SLOW_OP_S, f"still {rows} after the kill"
+        time.sleep(0.5)
 
     proc.send_signal(signal.SIGINT)  # ctrl+c
     _, err = proc.communicate(timeout=60)
