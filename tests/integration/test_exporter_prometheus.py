@@ -103,7 +103,10 @@ EXPECTED = {
 
 @pytest.fixture
 def bed(testbed: Any, known_hosts_file: Path) -> str:
-    Inventory.load().add(bed_host(testbed))
+    inventory = Inventory.load()
+    inventory.add(bed_host(testbed))
+    # A host that is down: nothing listens on its port.
+    inventory.add(bed_host(testbed, port=testbed_module.free_port(), name="gone"))
     return "bed"
 
 
@@ -191,7 +194,7 @@ def test_prometheus_scrapes_the_agents_samples_for_8_simulated_gpus(
 ) -> None:
     proc, first = exporter
     assert first == (
-        "gpudesk: exporter on http://127.0.0.1:9835/metrics for bed, localhost; "
+        "gpudesk: exporter on http://127.0.0.1:9835/metrics for bed, gone, localhost; "
         f"SIMULATED GPUs ({GPUS} per host)\n"
     )
     pace = Pace()
@@ -209,6 +212,9 @@ def test_prometheus_scrapes_the_agents_samples_for_8_simulated_gpus(
     [host_up] = query(prometheus, 'gpudesk_host_up{host="bed"}')
     assert host_up["value"][1] == "1"
     assert query(prometheus, 'gpudesk_simulated{host="bed"}')[0]["value"][1] == "1"
+    # The host that is down is up 0, and nothing else.
+    gone = query(prometheus, '{host="gone"}')
+    assert [(s["metric"]["__name__"], s["value"][1]) for s in gone] == [("gpudesk_host_up", "0")]
     assert query(prometheus, 'DCGM_FI_DEV_FAN_SPEED{host="bed"}') == []  # N/A: left out
 
     labels = [s["metric"] for s in query(prometheus, 'DCGM_FI_DEV_GPU_UTIL{host="bed"}')]
