@@ -49,6 +49,8 @@ PACKAGES = {
     "/usr/bin/fish": "fish",
     # The dev-image tests copy with the real rsync, both ways.
     "/usr/bin/rsync": "rsync",
+    # The exporter's test scrapes `gpudesk exporter` with a real Prometheus server.
+    "/usr/bin/prometheus": "prometheus",
 }
 BASE_DEBS = (
     "python3,python3-venv,python3-pip,openssh-server,ca-certificates,procps,sudo,iproute2,curl"
