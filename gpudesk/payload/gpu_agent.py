@@ -184,20 +184,7 @@ class ContainerNames:
 
     @staticmethod
     def _docker_inspect(container_id: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["docker", "inspect", "--format", "{{.Name}}", container_id],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                stdin=subprocess.DEVNULL,
-                timeout=3,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        if out.returncode != 0:
-            return None
-        name = out.stdout.decode("utf-8", "replace").strip().lstrip("/")
+        name = (docker_inspect(container_id, "{{.Name}}") or "").lstrip("/")
         return name or None
 
     def name(self, container_id: str | None) -> str | None:
@@ -686,11 +673,11 @@ class SmiBackend:
 # --------------------------------------------------------------------------- simulation
 
 
-def container_pid(name: str) -> int | None:
-    """The host pid of running container ``name``'s main process, from ``docker inspect``."""
+def docker_inspect(ident: str, template: str) -> str | None:
+    """``docker inspect --format TEMPLATE IDENT``'s output, or None when it fails."""
     try:
         out = subprocess.run(
-            ["docker", "inspect", "--format", "{{.State.Pid}}", name],
+            ["docker", "inspect", "--format", template, ident],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
@@ -699,8 +686,13 @@ def container_pid(name: str) -> int | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    text = out.stdout.decode("utf-8", "replace").strip()
-    pid = int(text) if out.returncode == 0 and text.isdigit() else 0
+    return out.stdout.decode("utf-8", "replace").strip() if out.returncode == 0 else None
+
+
+def container_pid(name: str) -> int | None:
+    """The host pid of running container ``name``'s main process, from ``docker inspect``."""
+    text = docker_inspect(name, "{{.State.Pid}}") or ""
+    pid = int(text) if text.isdigit() else 0
     return pid or None  # 0: the container is not running
 
 

@@ -16,13 +16,13 @@ from textual.widgets import DataTable, Static
 from gpudesk.app.app import GpudeskApp
 from gpudesk.app.messages import ContainersUpdate, EngineStatus, GpuUpdate, HostStatus
 from gpudesk.app.modals.confirm import ConfirmModal
-from gpudesk.app.screens.fleet import FleetScreen
 from gpudesk.app.screens.host import HostScreen
 from gpudesk.app.widgets import container_table
 from gpudesk.app.widgets.host_list import HostList, Line
 from gpudesk.core.engine import EngineInfo
 from gpudesk.core.gpu.sample import GpuProcess, GpuSample
 from gpudesk.core.ssh import ConnState, ConnStatus
+from tests.app.test_fleet import settle
 from tests.app.test_gpu_processes import HOST, Killer, Source, make_app, real_sample
 from tests.app.test_host_containers import CONTAINERS, STARTED
 
@@ -54,17 +54,6 @@ def samples(count: int, step: float, busy_at: int | None = None) -> list[GpuSamp
 def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """UP is computed when drawn: pin the clock 5h07m after the containers started."""
     monkeypatch.setattr(container_table, "clock", lambda: STARTED + timedelta(hours=5, minutes=7))
-
-
-async def settle(pilot: Pilot[Any]) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    for screen in pilot.app.screen_stack:
-        if isinstance(screen, FleetScreen):
-            screen.flush()
-            screen.update_summary()
-    await pilot.pause()
 
 
 async def connect(pilot: Pilot[Any], feed: list[GpuSample], *, direct: int = 0) -> None:

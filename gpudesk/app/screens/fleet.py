@@ -17,14 +17,14 @@ from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
 from gpudesk.app.widgets.host_list import COLUMNS, HostList, Line, fit_widths, join_cells
 from gpudesk.app.widgets.host_table import host_cells, host_sort_values
-from gpudesk.app.widgets.table_nav import SORT_BINDINGS, Row, SortFilter
+from gpudesk.app.widgets.table_nav import SORT_BINDINGS, Row, SortActions, SortFilter
 from gpudesk.core.config import Host
 from gpudesk.core.ssh import ConnState
 
 FLUSH_INTERVAL = 0.15
 
 
-class FleetScreen(HostView, Screen[None]):
+class FleetScreen(SortActions, HostView, Screen[None]):
     BINDINGS = [
         Binding("a", "add_host", "Add host"),
         Binding("enter", "open_host", "Open", show=True),
@@ -247,18 +247,6 @@ class FleetScreen(HostView, Screen[None]):
             ),
             answered,
         )
-
-    def action_sort_next(self) -> None:
-        self.view.cycle(1)
-        self._resorted()
-
-    def action_sort_prev(self) -> None:
-        self.view.cycle(-1)
-        self._resorted()
-
-    def action_sort_reverse(self) -> None:
-        self.view.flip()
-        self._resorted()
 
     def _resorted(self) -> None:
         self.query_one("#hosts-header", Line).set(self._header())
