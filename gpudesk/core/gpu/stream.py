@@ -24,6 +24,7 @@ from enum import StrEnum
 
 from gpudesk.core import shell
 from gpudesk.core.gpu.sample import GpuSample, SampleError, parse_sample
+from gpudesk.core.gpu.simulate import SimSpec
 
 OpenLines = Callable[[str, bytes], AbstractContextManager[Iterable[str]]]
 
@@ -36,16 +37,18 @@ def agent_source() -> bytes:
 
 
 def agent_command(
-    interval: float = 1.0, simulate: int | None = None, python: str = "python3"
+    interval: float = 1.0, simulate: int | SimSpec | None = None, python: str = "python3"
 ) -> str:
     """The command line that runs the agent read from stdin, with ``python``."""
     if not interval > 0 or math.isinf(interval):
         raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
     argv = [python, "-u", "-", "--interval", f"{interval:g}"]
+    if isinstance(simulate, int):
+        simulate = SimSpec(simulate)
     if simulate is not None:
-        if simulate < 1:
-            raise ValueError(f"simulate needs at least one GPU, not {simulate!r}")
-        argv += ["--simulate", str(simulate)]
+        if simulate.count < 1:
+            raise ValueError(f"simulate needs at least one GPU, not {simulate.count!r}")
+        argv += simulate.agent_args()
     return shell.command(argv)
 
 
@@ -212,7 +215,7 @@ class GpuStream:
         on_sample: Callable[[GpuSample], None],
         on_state: Callable[[StreamState, str], None],
         interval: float = 1.0,
-        simulate: int | None = None,
+        simulate: int | SimSpec | None = None,
         *,
         stall_timeout: float | None = None,
         backoff: Callable[[int], float] = backoff_delay,
