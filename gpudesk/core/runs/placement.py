@@ -119,13 +119,15 @@ def held_gpus(info: ContainerInfo, simulated: bool, all_gpus: int) -> tuple[int,
     such as ``--gpus 2`` lets Docker choose which)."""
     if info.state != "running" or not info.is_gpudesk:
         return ()
-    spec = info.gpus.strip().lower().removeprefix("device=")
+    text = info.gpus.strip().lower()
+    spec = text.removeprefix("device=")
     if simulated or spec == "all":
         return tuple(range(all_gpus))
-    if not spec or spec == "none":
+    if not spec or spec in ("none", "cpu"):
         return ()
     parts = [p.strip() for p in spec.split(",") if p.strip()]
-    if "," not in spec or not all(p.isdigit() for p in parts):
+    explicit = text.startswith("device=") or "," in spec  # as parse_gpus reads it
+    if not explicit or not all(p.isdigit() for p in parts):
         return None
     return tuple(sorted(int(p) for p in parts))
 
