@@ -115,4 +115,5 @@ def suggestion(hosts: Sequence[HostFree], count: int = 1) -> str:
         return f"suggested: none (no host has {count} free GPU{'s' if count > 1 else ''})"
     entry = next(h for h in hosts if h.host == best.host)
     sim = " SIMULATED" if entry.simulated else ""
-    return f"suggested: {best.host} (GPUs {indices_text(entry.free)} free{sim})"
+    noun = "GPU" if len(entry.free) == 1 else "GPUs"
+    return f"suggested: {best.host} ({noun} {indices_text(entry.free)} free{sim})"

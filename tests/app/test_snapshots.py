@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -25,6 +26,7 @@ from gpudesk.app.messages import ContainersUpdate, EngineStatus, GpuUpdate, Host
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.forwards import ForwardShown, ForwardsModal
 from gpudesk.app.modals.inspect import InspectModal
+from gpudesk.app.modals.placement_hint import fleet_free
 from gpudesk.app.modals.submit_run import SubmitRunModal
 from gpudesk.app.screens.fleet import FleetScreen
 from gpudesk.app.screens.help import HelpScreen
@@ -33,6 +35,7 @@ from gpudesk.app.screens.launch_progress import LaunchProgressScreen
 from gpudesk.app.screens.logs import LogScreen
 from gpudesk.app.screens.run_detail import RunDetailScreen
 from gpudesk.app.screens.runs import RunsScreen
+from gpudesk.app.widgets import container_table
 from gpudesk.app.widgets.gpu_panel import GpuProcessTable
 from gpudesk.core.devcontainers import LaunchRequest, Reach
 from gpudesk.core.engine import EngineInfo
@@ -42,10 +45,19 @@ from gpudesk.core.ssh import ConnState, ConnStatus
 from tests.app import test_fleet
 from tests.app.test_gpu_processes import HOST, Killer, Source, real_sample
 from tests.app.test_gpu_processes import make_app as host_app
-from tests.app.test_host_containers import CONTAINERS
+from tests.app.test_host_containers import CONTAINERS, STARTED
 from tests.app.test_runs_ui import LOG, RecordedSource, ScreenApp
 
 SIZES = {"80x24": (80, 24), "200x50": (200, 50)}
+
+
+@pytest.fixture(autouse=True)
+def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """UP is computed when drawn: pin the clock 1d3h after the recorded containers started
+    (as when these snapshots were made), so they do not age."""
+    monkeypatch.setattr(container_table, "clock", lambda: STARTED + timedelta(days=1, hours=3))
+
+
 ENGINE = EngineInfo("24.0.7", "1.43", "Ubuntu 22.04.4 LTS", ("nvidia", "runc"), True)
 Before = Callable[[Pilot[Any]], Awaitable[None]]
 
@@ -147,7 +159,8 @@ def launch_form() -> tuple[App[Any], Before]:
 def submit_run() -> tuple[App[Any], Before]:
     async def before(pilot: Pilot[Any]) -> None:
         await open_host(pilot)
-        pilot.app.push_screen(SubmitRunModal(HOST, "train-a"))
+        placement = fleet_free(pilot.app.state)  # type: ignore[attr-defined]
+        pilot.app.push_screen(SubmitRunModal(HOST, "train-a", placement=placement))
         await pilot.pause()
 
     return host_app(), before

@@ -184,22 +184,21 @@ def info(name: str, gpus: str, state: str = "running", ours: bool = True) -> Con
 
 
 def test_held_gpus() -> None:
-    assert held_gpus(info("a", "all"), False, 4) == (0, 1, 2, 3)
-    assert held_gpus(info("a", "3,1,"), False, 4) == (1, 3)
-    assert held_gpus(info("a", "device=2"), False, 4) == (2,)
-    assert held_gpus(info("a", "GPU-1234abcd,"), False, 4) is None  # UUIDs: not mapped
-    assert held_gpus(info("a", "2"), False, 4) is None  # a count: Docker chose which
-    assert held_gpus(info("a", ""), False, 4) == ()
-    assert held_gpus(info("a", ""), True, 4) == (0, 1, 2, 3)  # simulated GPUs: all
-    assert held_gpus(info("a", "all", state="exited"), False, 4) == ()
-    assert held_gpus(info("a", "all", ours=False), False, 4) == ()
+    assert held_gpus(info("a", "all"), 4) == (0, 1, 2, 3)
+    assert held_gpus(info("a", "3,1,"), 4) == (1, 3)
+    assert held_gpus(info("a", "device=2"), 4) == (2,)
+    assert held_gpus(info("a", "GPU-1234abcd,"), 4) is None  # UUIDs: not mapped
+    assert held_gpus(info("a", "2"), 4) is None  # a count: Docker chose which
+    assert held_gpus(info("a", ""), 4) == ()
+    assert held_gpus(info("a", "all", state="exited"), 4) == ()
+    assert held_gpus(info("a", "all", ours=False), 4) == ()
 
 
 def test_choose_container_takes_the_smallest_holder_and_renumbers() -> None:
     infos = [info("big", "all"), info("pair", "2,3,"), info("other", "0,1,"), info("cpu", "")]
-    assert choose_container(infos, (2, 3), False, 8) == ("pair", (0, 1))
-    assert choose_container(infos, (3,), False, 8) == ("pair", (1,))
-    assert choose_container(infos, (4, 5), False, 8) == ("big", (4, 5))
-    assert choose_container([info("cpu", "")], (0,), False, 8) is None
-    assert choose_container([info("b", ""), info("a", "")], (5,), True, 8) == ("a", (5,))
+    assert choose_container(infos, (2, 3), 8) == ("pair", (0, 1))
+    assert choose_container(infos, (3,), 8) == ("pair", (1,))
+    assert choose_container(infos, (4, 5), 8) == ("big", (4, 5))
+    assert choose_container([info("cpu", "")], (0,), 8) is None
+    assert choose_container([info("b", "all"), info("a", "all")], (5,), 8) == ("a", (5,))
     assert gpu_env((0, 1)) == (("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), ("CUDA_VISIBLE_DEVICES", "0,1"))

@@ -6,8 +6,8 @@ Containers: a running gpudesk container holds a GPU when it was launched with ``
 or with that GPU's index. Inside it the run sees only the placed GPUs, through
 ``CUDA_VISIBLE_DEVICES`` (indices as the container numbers them, in PCI bus order, which is the
 order ``nvidia-smi`` numbers the host's GPUs; ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` makes CUDA
-agree). Simulated GPUs are not in Docker: on a SIMULATED host every running gpudesk container
-counts as holding all of them, and a container launched there gets no GPU devices.
+agree). Simulated GPUs are not Docker's to hand out: on a SIMULATED host a container is
+launched with the placed GPUs in its label only (no devices), and holds them as a real one would.
 """
 
 from __future__ import annotations
@@ -114,14 +114,14 @@ def _ignore(_state: StreamState, _detail: str) -> None:
     """A one-shot read reports a host without a sample by the deadline, not each restart."""
 
 
-def held_gpus(info: ContainerInfo, simulated: bool, all_gpus: int) -> tuple[int, ...] | None:
+def held_gpus(info: ContainerInfo, all_gpus: int) -> tuple[int, ...] | None:
     """The host GPU indices a container can use, in its own order; None when unknown (a count
     such as ``--gpus 2`` lets Docker choose which)."""
     if info.state != "running" or not info.is_gpudesk:
         return ()
     text = info.gpus.strip().lower()
     spec = text.removeprefix("device=")
-    if simulated or spec == "all":
+    if spec == "all":
         return tuple(range(all_gpus))
     if not spec or spec in ("none", "cpu"):
         return ()
@@ -133,13 +133,13 @@ def held_gpus(info: ContainerInfo, simulated: bool, all_gpus: int) -> tuple[int,
 
 
 def choose_container(
-    infos: Sequence[ContainerInfo], gpus: Sequence[int], simulated: bool, all_gpus: int
+    infos: Sequence[ContainerInfo], gpus: Sequence[int], all_gpus: int
 ) -> tuple[str, tuple[int, ...]] | None:
     """The container holding ``gpus`` that holds the fewest GPUs (ties: by name), with the
     placed GPUs' indices as that container numbers them."""
     fits: list[tuple[int, str, tuple[int, ...]]] = []
     for info in infos:
-        held = held_gpus(info, simulated, all_gpus)
+        held = held_gpus(info, all_gpus)
         if held and set(gpus) <= set(held):
             fits.append((len(held), info.name, tuple(held.index(g) for g in gpus)))
     if not fits:
@@ -176,7 +176,7 @@ def place_run(
 
     dev = DevContainers(service, fleet.inventory)
     infos = [i for i in dev.list() if container is None or i.name == container]
-    found = choose_container(infos, chosen.gpus, chosen.simulated, total)
+    found = choose_container(infos, chosen.gpus, total)
     if found is not None:
         emit(f"using container {found[0]} on {chosen.host}, which holds those GPUs")
         return Target(service, found[0], chosen, gpu_env(found[1]), launched=False)
@@ -199,8 +199,7 @@ def _launch(
 
     assert isinstance(dev, DevContainers)
     name = template.container_name(chosen.gpus)
-    # Simulated GPUs cannot be handed to Docker; real ones go in by index ("2,3,").
-    gpus = None if chosen.simulated else indices_text(chosen.gpus) + ","
+    gpus = indices_text(chosen.gpus) + ","  # by index ("2,3,"; "2," is index 2, not a count)
     emit(f"no container on {chosen.host} holds those GPUs; launching {name} from template"
          f" {template.name}")  # fmt: skip
     request = LaunchRequest(
@@ -213,11 +212,11 @@ def _launch(
         memory=template.memory,
         key=template.key,
         sudo=template.sudo,
+        simulated=chosen.simulated,
     )
     dev.launch(request, on_progress=lambda line: emit(f"  {line}"))
-    # Launched with exactly the placed GPUs, inside it they are 0..N-1; simulated ones keep
-    # the host's numbers (see held_gpus).
-    local = chosen.gpus if chosen.simulated else tuple(range(len(chosen.gpus)))
+    # Launched with exactly the placed GPUs: inside it they are 0..N-1.
+    local = tuple(range(len(chosen.gpus)))
     return Target(service, name, chosen, gpu_env(local), launched=True)
 
 
