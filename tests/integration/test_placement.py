@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,19 @@ def test_placement_picks_the_host_with_free_gpus(two_hosts: HostService) -> None
     assert run_json(two_hosts, second)["env"]["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert wait_for_run(two_hosts, second, lambda r: r.state.finished).state is RunState.SUCCEEDED
 
+    started = time.monotonic()
     refused = shell(readme_line("gpudesk submit --gpus 3 "))
+    print(f"sampling 4 hosts and refusing took {time.monotonic() - started:.2f} s")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     lines = refused.stderr.splitlines()
     assert lines[0] == "gpudesk: No host has 3 free GPUs now; free GPUs per host:"
     assert "  gpu1: 1 of 8 free (GPUs 7)" in lines and "  gpu2: 2 of 8 free (GPUs 6,7)" in lines
     assert any(line.startswith("  dead: unreachable") for line in lines)
+
+    # --host with --gpus places on that host alone: gpu1 has one free GPU, not two.
+    only = shell("gpudesk submit --gpus 2 --host gpu1 textcls")
+    assert only.returncode == 1
+    assert only.stderr.splitlines() == [
+        "gpudesk: No host has 2 free GPUs now; free GPUs per host:",
+        "  gpu1: 1 of 8 free (GPUs 7)",
+    ]

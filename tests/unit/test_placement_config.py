@@ -151,3 +151,20 @@ def test_a_comment_under_a_hosts_keys_stays_with_that_host() -> None:
         '[hosts.gpu1]\nhostname = "a"\n# proxy_command = "x"\n\n[hosts.gpu2]\nhostname = "b"\n'
         'user = "bob"\n\n# templates\n[templates.t]\n'
     )
+
+
+def test_first_samples_reads_one_sample_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built-in localhost, simulated by its own part of the spec: one sample, then done."""
+    from gpudesk.core.fleet import Fleet
+    from gpudesk.core.runs.placement import first_samples
+
+    monkeypatch.setenv("GPUDESK_SIMULATE_GPUS", ";localhost=4,busy=0,2")
+    fleet = Fleet.build(Inventory.load())
+    try:
+        samples, problems = first_samples(fleet, ["localhost"], timeout=60)
+    finally:
+        fleet.close()
+    assert problems == {}
+    ((name, sample),) = samples
+    assert name == "localhost" and sample is not None and sample.simulated
+    assert free_gpu_indices(sample) == [1, 3]

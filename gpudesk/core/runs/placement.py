@@ -67,7 +67,7 @@ def first_samples(
     sample, why: unreachable, or no sample within ``timeout``. Never raises for one host.
     """
     problems: dict[str, str] = {}
-    got: queue.Queue[tuple[str, GpuSample]] = queue.Queue()
+    got: queue.Queue[tuple[str, GpuSample | str]] = queue.Queue()  # a sample, or why none
     streams: list[GpuStream] = []
     lock = threading.Lock()
     deadline = time.monotonic() + timeout
@@ -79,8 +79,13 @@ def first_samples(
         except GpudeskError as exc:
             problems[name] = f"unreachable: {str(exc).rstrip('.')}"
             return
+
+        def on_state(state: StreamState, detail: str) -> None:
+            if state is StreamState.RESTARTING:  # the agent failed before its first sample
+                got.put((name, detail.split("; restarting", 1)[0]))
+
         stream = service.gpu_stream(
-            lambda sample: got.put((name, sample)), _ignore, simulate=service.simulation
+            lambda sample: got.put((name, sample)), on_state, simulate=service.simulation
         )
         with lock:
             streams.append(stream)
@@ -100,7 +105,10 @@ def first_samples(
             except queue.Empty:
                 break
             if name in waiting:
-                samples[name] = sample
+                if isinstance(sample, str):
+                    problems[name] = sample
+                else:
+                    samples[name] = sample
                 waiting.discard(name)
         for name in waiting:
             problems[name] = f"no GPU sample within {timeout:g} s"
@@ -108,10 +116,6 @@ def first_samples(
         for stream in streams:
             stream.stop()
     return [(n, samples.get(n)) for n in names], problems
-
-
-def _ignore(_state: StreamState, _detail: str) -> None:
-    """A one-shot read reports a host without a sample by the deadline, not each restart."""
 
 
 def held_gpus(info: ContainerInfo, all_gpus: int) -> tuple[int, ...] | None:
