@@ -179,7 +179,7 @@ class FleetState:
             partial(self.sink.gpu_sample, name),
             partial(self.sink.gpu_stream_state, name),
             interval=self.gpu_interval,
-            simulate=self.simulate,
+            simulate=service.simulation,
         )
         self.streams[name] = stream
         self.spawn(stream.run, f"gpu:{name}")

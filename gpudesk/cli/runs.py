@@ -8,11 +8,10 @@ import sys
 import threading
 from typing import Any
 
-from gpudesk.cli import completion
+from gpudesk.cli import completion, placement
 from gpudesk.cli.common import (
     CliError,
     HostFailure,
-    connected_service,
     connected_services,
     not_found,
     open_fleet,
@@ -85,15 +84,17 @@ def _find(fleet: Fleet, names: list[str], run_name: str) -> tuple[HostService, R
 
 def cmd_submit(args: argparse.Namespace) -> int:
     extra = list(args.args)  # everything after `--` (main.parse_args)
+    template = placement.check(args)
+    nproc = args.nproc if args.nproc is not None else (args.gpus or 1)
     fleet = Fleet.build(Inventory.load())
     progress = SubmitProgress()
     service: HostService | None = None
     try:
-        service = connected_service(fleet, args.host)
+        service, args.container, env = placement.target(fleet, args, template)
         run = submit(
             service,
             args.container,
-            RunSpec(args.script, tuple(extra), nproc=args.nproc, name=args.name),
+            RunSpec(args.script, tuple(extra), nproc=nproc, name=args.name, env=env),
             progress=progress,
         )
     except KeyboardInterrupt:
@@ -235,16 +236,19 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "submit",
         help="start a training run in a running container",
-        usage="gpudesk submit --host H --container C [--nproc N] [--name RUN] SCRIPT "
-        "[-- SCRIPT_ARGS ...]",
+        usage="gpudesk submit (--host H --container C | --gpus N [--template T]) [--nproc N]"
+        " [--name RUN] SCRIPT [-- SCRIPT_ARGS ...]",
         description="Start SCRIPT (textcls, translate, lm, recsys, or an absolute path in the "
         "container) detached in CONTAINER. gpudesk's options go before or after SCRIPT; "
         "everything after -- goes to the script, and a bundled script checks those arguments "
         "before anything starts.",
     )
-    p.add_argument("--host", required=True, metavar="H")
-    p.add_argument("--container", required=True, metavar="C")
-    p.add_argument("--nproc", type=int, default=1, metavar="N", help="processes (torchrun)")
+    p.add_argument("--host", metavar="H")
+    p.add_argument("--container", metavar="C")
+    placement.add_arguments(p)
+    p.add_argument(
+        "--nproc", type=int, metavar="N", help="processes (torchrun; default --gpus or 1)"
+    )
     p.add_argument("--name", metavar="RUN", help="run name (default <script>-<time>)")
     p.add_argument("script", metavar="SCRIPT")
     # The script's arguments: main.parse_args cuts them off at `--` before argparse sees them,

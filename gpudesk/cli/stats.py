@@ -12,7 +12,7 @@ from typing import Any
 from gpudesk.cli.common import CliError, HostFailure, connected_services
 from gpudesk.cli.json_schema import SCHEMA_VERSION
 from gpudesk.core.config import Inventory
-from gpudesk.core.fleet import Fleet, simulated_gpus
+from gpudesk.core.fleet import Fleet
 from gpudesk.core.gpu.sample import GpuSample, dump_sample
 from gpudesk.core.gpu.stream import GpuStream, StreamState
 from gpudesk.core.gpu.table import format_table
@@ -65,7 +65,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 lambda sample, name=name: samples.put((name, sample)),  # type: ignore[misc]
                 on_state,
                 interval=args.interval,
-                simulate=simulated_gpus(),
+                simulate=service.simulation,
             )
             streams.append(stream)
             threading.Thread(target=stream.run, daemon=True).start()

@@ -223,6 +223,9 @@ def render_hosts(hosts: list[Host], existing: str = "") -> str:
     else:
         table = tomlkit.table(is_super_table=True)
         doc["hosts"] = table
+    # Comment lines after the last host belong to what follows ([templates.*], say); tomlkit
+    # keeps them in that host's table, so they move to whichever host ends up last.
+    trail = _pop_trailing(table)
     wanted = [h for h in hosts if not h.builtin]
     wanted_names = {h.name for h in wanted}
     for name in [n for n in table if n not in wanted_names]:
@@ -243,7 +246,40 @@ def render_hosts(hosts: list[Host], existing: str = "") -> str:
         for key, value in entry.items():
             new.add(key, value)
         table.append(host.name, new)
+    last = _last_host(table)
+    if last is not None:
+        last.value.body.extend(trail)
+    elif trail:
+        doc.add(tomlkit.nl())
+        for _key, item in trail:
+            doc.add(item)
     return tomlkit.dumps(doc)
+
+
+def _last_host(table: Any) -> Any:
+    import tomlkit.items
+
+    tables = [v for v in table.values() if isinstance(v, tomlkit.items.Table)]
+    return tables[-1] if tables else None
+
+
+def _pop_trailing(table: Any) -> list[Any]:
+    """The comment lines ending the last host's table after a blank line, taken out of it
+    (a comment right under a host's keys, such as a commented-out key, stays with it)."""
+    import tomlkit.items
+
+    last = _last_host(table)
+    if last is None:
+        return []
+    body = last.value.body
+    end = len(body)
+    while end and body[end - 1][0] is None:
+        end -= 1
+    while end < len(body) and not isinstance(body[end][1], tomlkit.items.Whitespace):
+        end += 1  # comments right under the keys stay
+    trail: list[Any] = body[end:]
+    del body[end:]
+    return trail
 
 
 @dataclass

@@ -60,6 +60,7 @@ class LaunchRequest:
     key: str | None = None  # private key file; its .pub goes into the container
     sudo: bool = False  # passwordless sudo for the container user; off: sudo is refused
     pull: bool = False  # pull the base image onto the host when it is missing
+    simulated: bool = False  # GPUs are simulated: labelled, not handed to Docker
 
     def spec(self, *, workspace: str, public_key: str, jupyter_token: str | None) -> LaunchSpec:
         """The engine-level spec: this request's fields that LaunchSpec shares, plus the rest."""

@@ -6,15 +6,13 @@ The TUI and the CLI both go through :class:`Fleet`; nothing here knows about Tex
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gpudesk.core.config import ConfigError, Host, HostKind, Inventory
+from gpudesk.core.config import Host, HostKind, Inventory
 from gpudesk.core.destinations import resolve_jump
 from gpudesk.core.engine import (
     EngineError,
@@ -25,6 +23,7 @@ from gpudesk.core.engine import (
     ssh_client,
 )
 from gpudesk.core.gpu.sample import GpuSample
+from gpudesk.core.gpu.simulate import SimSpec, simulated_processes, simulation, simulation_for
 from gpudesk.core.gpu.stream import GpuStream, StreamState
 from gpudesk.core.local import LocalConnection
 from gpudesk.core.ssh import ConnStatus, SshConnection, StatusCallback
@@ -35,36 +34,10 @@ if TYPE_CHECKING:
 Connection = SshConnection | LocalConnection
 
 
-SIMULATE_ENV = "GPUDESK_SIMULATE_GPUS"
-
-
 def simulated_gpus() -> int | None:
-    """GPUs to simulate per host, only when explicitly asked for with GPUDESK_SIMULATE_GPUS."""
-    raw = os.environ.get(SIMULATE_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        count = int(raw)
-    except ValueError:
-        raise ConfigError(f"{SIMULATE_ENV} must be a number of GPUs, not {raw!r}.") from None
-    return count if count > 0 else None
-
-
-SIMULATE_PROCESSES_ENV = "GPUDESK_SIMULATE_PROCESSES"
-_SIM_PROCESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*@[0-9]{1,3}$")
-
-
-def simulated_processes() -> tuple[str, ...]:
-    """``NAME@GPU`` specs from GPUDESK_SIMULATE_PROCESSES (comma-separated; with simulated GPUs
-    only): that fake GPU sits idle holding memory for real container NAME's main process."""
-    raw = os.environ.get(SIMULATE_PROCESSES_ENV, "").strip()
-    specs = tuple(s.strip() for s in raw.split(",") if s.strip())
-    for spec in specs:
-        if not _SIM_PROCESS.match(spec):
-            raise ConfigError(
-                f"{SIMULATE_PROCESSES_ENV} must list CONTAINER@GPU items, not {spec!r}."
-            )
-    return specs
+    """The most GPUs simulated on any host (None: none), only when explicitly asked for with
+    GPUDESK_SIMULATE_GPUS; :func:`simulation_for` gives one host's spec."""
+    return simulation().most
 
 
 class HostService:
@@ -81,6 +54,11 @@ class HostService:
         if self.host.kind is HostKind.LOCAL:
             return f"localhost ({local_socket()})"
         return self.host.name
+
+    @property
+    def simulation(self) -> SimSpec | None:
+        """The GPUs GPUDESK_SIMULATE_GPUS asks to simulate on this host (None: real ones)."""
+        return simulation_for(self.host.name)
 
     def docker(self) -> docker.DockerClient:
         with self._lock:
@@ -105,7 +83,7 @@ class HostService:
         on_sample: Callable[[GpuSample], None],
         on_state: Callable[[StreamState, str], None],
         interval: float = 1.0,
-        simulate: int | None = None,
+        simulate: int | SimSpec | None = None,
     ) -> GpuStream:
         """The host's GPU agent stream over its one connection; call ``run()`` in a worker."""
         # On this machine gpudesk's own interpreter has nvidia-ml-py; a host has its python3.

@@ -14,6 +14,7 @@ Arguments::
                    with --simulate: fake GPU ``GPU`` sits idle (0 %) holding memory for a
                    process of the real container ``NAME``: its main process, found with
                    ``docker inspect`` and mapped like any GPU process (repeatable)
+    --simulate-busy 0-5,7  with --simulate: exactly these fake GPUs are busy, the rest idle
     --no-nvml      do not use pynvml; use the nvidia-smi fallback
 
 Backends, in order: pynvml; else one long-lived ``nvidia-smi --query-gpu ... -lms``
@@ -715,12 +716,15 @@ class SimBackend:
         attach: dict[int, str] | None = None,
         names: ContainerNames | None = None,
         find_pid: Callable[[str], int | None] = container_pid,
+        busy: set[int] | None = None,
     ) -> None:
         self.count = count
         self.seq = 0
         self.attach = {gpu: name for gpu, name in (attach or {}).items() if 0 <= gpu < count}
         self.names = names or ContainerNames()
         self.find_pid = find_pid
+        # None: the fixed demo pattern (GPUs 0 and 7 of every 8 idle); else exactly these busy.
+        self.busy = busy
 
     def close(self) -> None:
         pass
@@ -732,11 +736,11 @@ class SimBackend:
         gpus = []
         processes = []
         for i in range(self.count):
-            idle = i % 8 in (0, 7)
+            idle = i % 8 in (0, 7) if self.busy is None else i not in self.busy
             wave = 0.5 + 0.5 * math.sin(seq / 4.0 + i)
             util = 0 if idle else int(40 + 55 * wave)
             mem_frac = 0.0 if idle else 0.3 + 0.4 * wave
-            if i % 8 == 6:
+            if i % 8 == 6 and not idle:
                 mem_frac = 0.95  # nearly full memory
             temp = 30 + i if idle else int(50 + 20 * wave)
             if i % 8 == 3:
@@ -818,9 +822,31 @@ class NoGpuBackend:
 # --------------------------------------------------------------------------- main loop
 
 
+def parse_ranges(text: str | None) -> set[int] | None:
+    """ "0-5,7" -> {0, 1, 2, 3, 4, 5, 7}; None -> None; "" -> the empty set."""
+    if text is None:
+        return None
+    out: set[int] = set()
+    for raw in text.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        first, last = int(low), int(high or low)
+        if first < 0 or last < first:
+            raise ValueError(part)
+        out.update(range(first, last + 1))
+    return out
+
+
 def make_backend(args: argparse.Namespace, names: ContainerNames) -> Any:
     if args.simulate:
-        return SimBackend(args.simulate, dict(args.simulate_process), names)
+        return SimBackend(
+            args.simulate,
+            dict(args.simulate_process),
+            names,
+            busy=parse_ranges(args.simulate_busy),
+        )
     nvml: Any = None
     if not args.no_nvml:
         try:
@@ -883,8 +909,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--simulate-process", type=_sim_process, action="append", default=[], metavar="NAME@GPU"
     )
+    parser.add_argument("--simulate-busy", default=None, metavar="RANGES")
     parser.add_argument("--no-nvml", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        parse_ranges(args.simulate_busy)
+    except ValueError:
+        parser.error("--simulate-busy takes GPU indices and ranges such as 0-5,7")
     if not args.interval > 0 or math.isinf(args.interval):
         parser.error("--interval must be a positive number of seconds")
     if args.simulate < 0:

@@ -25,6 +25,7 @@ from gpudesk.app.messages import ContainersUpdate, EngineStatus, GpuUpdate, Host
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.forwards import ForwardShown, ForwardsModal
 from gpudesk.app.modals.inspect import InspectModal
+from gpudesk.app.modals.placement_hint import fleet_free
 from gpudesk.app.modals.submit_run import SubmitRunModal
 from gpudesk.app.screens.help import HelpScreen
 from gpudesk.app.screens.host import HostScreen
@@ -46,6 +47,8 @@ from tests.app.test_host_containers import CONTAINERS
 from tests.app.test_runs_ui import LOG, RecordedSource, ScreenApp
 
 SIZES = {"80x24": (80, 24), "200x50": (200, 50)}
+
+
 ENGINE = EngineInfo("24.0.7", "1.43", "Ubuntu 22.04.4 LTS", ("nvidia", "runc"), True)
 Before = Callable[[Pilot[Any]], Awaitable[None]]
 
@@ -136,7 +139,8 @@ def launch_form() -> tuple[App[Any], Before]:
 def submit_run() -> tuple[App[Any], Before]:
     async def before(pilot: Pilot[Any]) -> None:
         await open_host(pilot)
-        pilot.app.push_screen(SubmitRunModal(HOST, "train-a"))
+        placement = fleet_free(pilot.app.state)  # type: ignore[attr-defined]
+        pilot.app.push_screen(SubmitRunModal(HOST, "train-a", placement=placement))
         await pilot.pause()
 
     return host_app(), before

@@ -8,9 +8,9 @@ import pytest
 
 from gpudesk.core import shell
 from gpudesk.core.config import ConfigError
-from gpudesk.core.fleet import simulated_processes
 from gpudesk.core.gpu.idle import holdings
 from gpudesk.core.gpu.sample import parse_sample
+from gpudesk.core.gpu.simulate import simulated_processes
 from gpudesk.core.gpu.stream import agent_command
 from gpudesk.payload import gpu_agent
 

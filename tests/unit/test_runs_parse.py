@@ -243,7 +243,13 @@ def test_cli_passes_script_arguments_through() -> None:
     parser = build_parser()
     argv = ["submit", "--host", "h", "--container", "c", "textcls", "--", "--steps", "5"]
     args = parse_args(parser, argv)
-    assert (args.script, args.args, args.nproc, args.name) == ("textcls", ["--steps", "5"], 1, None)
+    # nproc None: submit makes it --gpus N, or 1
+    assert (args.script, args.args, args.nproc, args.name) == (
+        "textcls",
+        ["--steps", "5"],
+        None,
+        None,
+    )
     args = parser.parse_args(["submit", "--host", "h", "--container", "c", "--nproc", "2", "lm"])
     assert args.nproc == 2 and args.args == []
     args = parser.parse_args(["logs", "run1", "-f", "-n", "50"])

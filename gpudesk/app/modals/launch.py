@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Checkbox, Input, Label
 
 from gpudesk.app.modals.form import FormModal
+from gpudesk.app.modals.placement_hint import PlacementHint, gpu_count
 from gpudesk.core.containers import InvalidGpuSpecError, parse_gpus
 from gpudesk.core.devcontainers import LaunchRequest
 from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, Flavour, InvalidNameError, validate_name
+from gpudesk.core.placement import HostFree
 
 
 class LaunchModal(FormModal[LaunchRequest]):
@@ -27,8 +30,11 @@ class LaunchModal(FormModal[LaunchRequest]):
         taken: set[str],
         free_gpus: list[int] | None,
         gpu_runtime: bool,
+        *,
+        placement: Sequence[HostFree] = (),
     ) -> None:
         super().__init__()
+        self.placement = placement
         self.host = host
         self.flavour = flavour
         self.taken = taken
@@ -58,6 +64,7 @@ class LaunchModal(FormModal[LaunchRequest]):
         yield Label(self.gpu_hint())
         yield Input(value=suggested if self.gpu_runtime else "", id="gpus",
                     disabled=not self.gpu_runtime)  # fmt: skip
+        yield PlacementHint(self.placement, gpu_count(suggested), id="launch-placement")
         yield Label("Workspace on the host (mounted at /workspace)")
         yield Input(placeholder="~/gpudesk/<name>", id="workspace")
         yield Label("Image (empty: build gpudesk's image on the host if missing)")
@@ -92,6 +99,8 @@ class LaunchModal(FormModal[LaunchRequest]):
         )
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "gpus":
+            self.query_one(PlacementHint).show(gpu_count(event.value))
         try:
             self.request()
             self.show_error("")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from textual import work
 from textual.app import ComposeResult
@@ -11,7 +11,9 @@ from textual.widgets import Button, Input, Label, Select
 from gpudesk.app.desk import Desk, desk_of
 from gpudesk.app.messages import Submitted
 from gpudesk.app.modals.form import FormModal
+from gpudesk.app.modals.placement_hint import PlacementHint
 from gpudesk.core import shell
+from gpudesk.core.placement import HostFree
 from gpudesk.core.runs import BUNDLED_SCRIPTS, Run, RunError, RunSpec, submit, validate_run_name
 
 CUSTOM = "path"
@@ -29,8 +31,16 @@ class SubmitRunModal(FormModal[str]):
     SUBMIT_ID = "submit"
     SUBMIT_LABEL = "Submit"
 
-    def __init__(self, host: str, container: str, *, submitter: Submitter | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        container: str,
+        *,
+        submitter: Submitter | None = None,
+        placement: Sequence[HostFree] = (),
+    ) -> None:
         super().__init__()
+        self.placement = placement
         self.host = host
         self.container = container
         self.submitter = submitter
@@ -53,11 +63,17 @@ class SubmitRunModal(FormModal[str]):
         yield Input(placeholder="--steps 300 --precision bf16", id="submit-args")
         yield Label("Processes (GPUs); more than 1 runs torchrun")
         yield Input("1", type="integer", id="submit-nproc")
+        yield PlacementHint(self.placement, 1, id="submit-placement")
         yield Label("Run name (empty: <script>-<time>)")
         yield Input(placeholder="cls-try1", id="submit-name")
 
     def on_mount(self) -> None:
         self.query_one("#submit-script", Select).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "submit-nproc":
+            text = event.value.strip()
+            self.query_one(PlacementHint).show(int(text) if text.isdigit() else 1)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         self.query_one("#submit-path", Input).set_class(event.value == CUSTOM, "shown")

@@ -22,6 +22,7 @@ from gpudesk.app.modals.forwards import ForwardChoice, ForwardShown, ForwardsMod
 from gpudesk.app.modals.include_question import ask_ssh_include
 from gpudesk.app.modals.inspect import InspectModal
 from gpudesk.app.modals.launch import LaunchModal
+from gpudesk.app.modals.placement_hint import fleet_free
 from gpudesk.app.modals.submit_run import SubmitRunModal
 from gpudesk.app.plain import plain, visible
 from gpudesk.app.run_source import RunSource
@@ -285,7 +286,10 @@ class HostScreen(HostView, GpuProcessScreen):
         free = free_gpu_indices(model.gpu) if model.gpu is not None else None
         taken = {i.name for i in model.containers or []}
         runtime = bool(model.engine and model.engine.gpu_runtime)
-        modal = LaunchModal(self.host_name, Flavour(flavour), taken, free, runtime)
+        placement = fleet_free(self.desk.state)
+        modal = LaunchModal(
+            self.host_name, Flavour(flavour), taken, free, runtime, placement=placement
+        )
         self.app.push_screen(modal, self._launch)
 
     def _launch(self, request: LaunchRequest | None) -> None:
@@ -441,4 +445,5 @@ class HostScreen(HostView, GpuProcessScreen):
         if info.state != "running":
             self.notify(f"{info.name} is {info.state}; start it first (u).", severity="warning")
             return
-        self.app.push_screen(SubmitRunModal(self.host_name, info.name))
+        placement = fleet_free(self.desk.state)
+        self.app.push_screen(SubmitRunModal(self.host_name, info.name, placement=placement))

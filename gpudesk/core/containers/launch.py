@@ -111,6 +111,8 @@ class Containers(ContainerEngine):
                 " or remove that one first."
             )
         device_requests = parse_gpus(spec.gpus)
+        if spec.simulated:  # simulated GPUs are not Docker's to hand out
+            device_requests = []
         if device_requests and not self.nvidia_runtime_available():
             raise NoGpuRuntimeError(
                 "This host's Docker has no NVIDIA runtime, so the container cannot use GPUs;"

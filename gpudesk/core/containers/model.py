@@ -162,6 +162,8 @@ class LaunchSpec:
     sudo: bool = False
     # Made by launch() when None; a caller whose readiness probe needs it makes it first.
     jupyter_token: str | None = None
+    # The GPUs are simulated (GPUDESK_SIMULATE_GPUS): labelled as asked, but no devices.
+    simulated: bool = False
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from enum import StrEnum
 
 from gpudesk.core import shell
 from gpudesk.core.gpu.sample import GpuSample, SampleError, parse_sample
+from gpudesk.core.gpu.simulate import SimSpec
 
 OpenLines = Callable[[str, bytes], AbstractContextManager[Iterable[str]]]
 
@@ -37,7 +38,7 @@ def agent_source() -> bytes:
 
 def agent_command(
     interval: float = 1.0,
-    simulate: int | None = None,
+    simulate: int | SimSpec | None = None,
     python: str = "python3",
     sim_processes: tuple[str, ...] = (),
 ) -> str:
@@ -49,10 +50,12 @@ def agent_command(
     if not interval > 0 or math.isinf(interval):
         raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
     argv = [python, "-u", "-", "--interval", f"{interval:g}"]
+    if isinstance(simulate, int):
+        simulate = SimSpec(simulate)
     if simulate is not None:
-        if simulate < 1:
-            raise ValueError(f"simulate needs at least one GPU, not {simulate!r}")
-        argv += ["--simulate", str(simulate)]
+        if simulate.count < 1:
+            raise ValueError(f"simulate needs at least one GPU, not {simulate.count!r}")
+        argv += simulate.agent_args()
         for spec in sim_processes:
             argv += ["--simulate-process", spec]
     return shell.command(argv)
@@ -221,7 +224,7 @@ class GpuStream:
         on_sample: Callable[[GpuSample], None],
         on_state: Callable[[StreamState, str], None],
         interval: float = 1.0,
-        simulate: int | None = None,
+        simulate: int | SimSpec | None = None,
         *,
         stall_timeout: float | None = None,
         backoff: Callable[[int], float] = backoff_delay,

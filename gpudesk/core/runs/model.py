@@ -66,6 +66,7 @@ class RunSpec:
     args: tuple[str, ...] = ()
     nproc: int = 1
     name: str | None = None
+    env: tuple[tuple[str, str], ...] = ()  # extra environment, e.g. placement's GPU pinning
 
 
 @dataclass

@@ -176,7 +176,7 @@ def submit(
 
     run_dir = f"{RUNS_DIR}/{name}"
     argv = run_command(python, script_path, run_dir, spec)
-    env = {"GPUDESK_RUN": name, "PYTHONUNBUFFERED": "1"}
+    env = {**dict(spec.env), "GPUDESK_RUN": name, "PYTHONUNBUFFERED": "1"}
     record: dict[str, Any] = {
         "id": f"{name}-{int(time.time() * 1000):x}",
         "name": name,
