@@ -61,10 +61,29 @@ def load_testbed() -> ModuleType:
     return testbed
 
 
-def start_sshds(testbed: ModuleType, count: int) -> list[tuple[Any, str]]:
-    """``count`` sshd, each on 127.0.0.1 (readiness check) and 127.0.0.(k+2): (sshd, addr)."""
+NO_DOCKER = """#!/bin/sh
+echo "docker: not found" >&2
+exit 127
+"""
+
+
+def start_sshds(testbed: ModuleType, count: int, docker: bool = True) -> list[tuple[Any, str]]:
+    """``count`` sshd, each on 127.0.0.1 (readiness check) and 127.0.0.(k+2): (sshd, addr).
+
+    Without ``docker`` the hosts look like GPU hosts with no Docker installed: their sessions
+    find a ``docker`` that says "not found" first on PATH, so the app's engine probes and
+    container watches fail at once and back off (this machine also runs every host's side,
+    and 256 real ``docker system dial-stdio`` processes and event streams on its one dockerd
+    are more than its 2 cores can serve alongside the agents)."""
     bed = testbed.Testbed.load()
     docker_host = bed.docker_host if bed else "unix:///var/run/docker.sock"
+    path_env = ""
+    if not docker:
+        bin_dir = testbed.RUN_DIR / "sshd" / "bench-no-docker"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        (bin_dir / "docker").write_text(NO_DOCKER)
+        (bin_dir / "docker").chmod(0o755)
+        path_env = f" PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin"
     started: list[tuple[Any, str]] = []
     try:
         for k in range(count):
@@ -73,12 +92,13 @@ def start_sshds(testbed: ModuleType, count: int) -> list[tuple[Any, str]]:
                 testbed.RUN_DIR / "sshd" / f"bench-{k}", testbed.free_port(), docker_host
             )
             sshd.prepare()
-            config = sshd.config.read_text()
-            sshd.config.write_text(
-                config.replace(
-                    "ListenAddress 127.0.0.1\n", f"ListenAddress 127.0.0.1\nListenAddress {addr}\n"
-                )
+            config = sshd.config.read_text().replace(
+                "ListenAddress 127.0.0.1\n", f"ListenAddress 127.0.0.1\nListenAddress {addr}\n"
             )
+            config = config.replace(
+                f"SetEnv DOCKER_HOST={docker_host}", f"SetEnv DOCKER_HOST={docker_host}{path_env}"
+            )
+            sshd.config.write_text(config)
             sshd.start()
             started.append((sshd, addr))
     except BaseException:
@@ -317,6 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-reference", action="store_true", help="skip the bare reader")
     parser.add_argument(
+        "--no-docker",
+        action="store_true",
+        help="hosts without Docker (see start_sshds): GPU streaming alone, for fleets larger "
+        "than this machine can also serve the Docker side of",
+    )
+    parser.add_argument(
         "--profile", metavar="FILE", help="cProfile the app's event-loop thread into FILE"
     )
     args = parser.parse_args(argv)
@@ -344,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
     print(f"bench: starting {sshd_count} sshd on 127.0.0.2..", file=sys.stderr, flush=True)
-    sshds = start_sshds(testbed, sshd_count)
+    sshds = start_sshds(testbed, sshd_count, docker=not args.no_docker)
     try:
         known = []
         for sshd, addr in sshds:
@@ -388,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"fleet_gpu: {args.hosts} hosts ({sshd_count} sshd) x {args.gpus} simulated GPUs at 1 Hz, "
         f"{args.seconds:g} s per phase, terminal {cols}x{rows}"
+        + (", hosts without Docker (--no-docker)" if args.no_docker else "")
     )
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"

@@ -48,6 +48,7 @@ OUTPUT_BUDGET = 64 * 2**20  # bytes of file contents in one listing
 DEFAULT_DEADLINE = 20
 CHUNK = 256 * 1024
 POLL_S = 0.1
+POLL_BUSY_S = 0.005
 REOPEN_S = 1.0
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -311,9 +312,12 @@ def show_log(spec: dict[str, Any]) -> int:
         _frame(b"Z", b"")
         return 0
     last_check = time.monotonic()
+    delay = POLL_S
     while not _reader_gone():
+        moved = False
         if fd is not None:
-            pos = _drain(fd, pos)
+            before, pos = pos, _drain(fd, pos)
+            moved = pos != before
         if fd is None or time.monotonic() - last_check >= REOPEN_S:
             last_check = time.monotonic()
             # Follow the name, as tail -F: a rotated log is read to its end, then the new one.
@@ -335,7 +339,10 @@ def show_log(spec: dict[str, Any]) -> int:
                     _drain(fd, pos)
                     os.close(fd)
                 fd, pos = new, 0
-        time.sleep(POLL_S)
+        # A log being written is polled again soon (tail -F hears of a write at once through
+        # inotify); a quiet one backs off to POLL_S.
+        delay = POLL_BUSY_S if moved else min(POLL_S, delay * 2)
+        time.sleep(delay)
     return 0
 
 
