@@ -9,7 +9,6 @@ through :class:`~gpudesk.app.desk.Desk`.
 from __future__ import annotations
 
 import sys
-import webbrowser
 from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,6 @@ from textual.worker import Worker, WorkerState
 
 from gpudesk import __version__
 from gpudesk.app.desk import Desk, HostView
-from gpudesk.app.exporter import BackgroundExporter
 from gpudesk.app.messages import (
     ContainerChange,
     ContainerStats,
@@ -53,6 +51,7 @@ from gpudesk.core.gpu.stream import StreamState
 from gpudesk.core.ssh import ConnStatus
 
 if TYPE_CHECKING:
+    from gpudesk.app.exporter import BackgroundExporter
     from gpudesk.core.containers import ContainerInfo
     from gpudesk.core.containers.stats import Usage
     from gpudesk.core.containers.watch import WatchChange
@@ -79,7 +78,7 @@ class GpudeskApp(App[int]):
     def __init__(self, fleet_factory: FleetFactory = default_fleet, connect: bool = True) -> None:
         super().__init__()
         self.state = FleetState(self, fleet_factory, connect=connect)
-        self.exporter = BackgroundExporter(self.state)
+        self._exporter: BackgroundExporter | None = None
         self._show_sub_title()
 
     def _show_sub_title(self) -> None:
@@ -233,6 +232,8 @@ class GpudeskApp(App[int]):
         self.copy_to_clipboard(message.url)
         self.notify(f"{message.url}\n(copied to the clipboard)", title=message.name, timeout=15)
         if message.browser:
+            import webbrowser  # only when a URL is opened: it is slow to import
+
             self.run_worker(partial(webbrowser.open, message.url), thread=True, exit_on_error=False)
         self.host_changed(message.host)
 
@@ -253,8 +254,17 @@ class GpudeskApp(App[int]):
         self.state.set_gpu_interval(seconds)
 
     @property
+    def exporter(self) -> BackgroundExporter:
+        # Made on first use: the exporter's modules are not on the first frame's path.
+        if self._exporter is None:
+            from gpudesk.app.exporter import BackgroundExporter
+
+            self._exporter = BackgroundExporter(self.state)
+        return self._exporter
+
+    @property
     def exporter_address(self) -> str | None:
-        address = self.exporter.address
+        address = None if self._exporter is None else self._exporter.address
         return None if address is None else str(address)
 
     def toggle_exporter(self) -> None:
@@ -312,7 +322,8 @@ class GpudeskApp(App[int]):
         self.exit(0)
 
     def shutdown(self) -> None:
-        self.exporter.stop()
+        if self._exporter is not None:
+            self._exporter.stop()
         self.state.shutdown()
         self.exit(0)
 

@@ -17,7 +17,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from gpudesk.core.config import Host, Inventory, Paths
-from gpudesk.core.containers.stats import STREAMS_LOCAL, STREAMS_SSH, StatsWatch, Usage
 from gpudesk.core.engine import EngineError, EngineInfo
 from gpudesk.core.fleet import Fleet, HostService, simulated_gpus
 from gpudesk.core.gpu.idle import IdleTracker, idle_tracker
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     # Containers, runs and forwards are imported when first used, off the first frame's path.
     from gpudesk.core import runs as core_runs
     from gpudesk.core.containers import ContainerInfo
+    from gpudesk.core.containers import stats as core_stats
     from gpudesk.core.containers import watch as core_watch
     from gpudesk.core.containers.watch import ContainersStale, ContainerWatch, WatchChange
     from gpudesk.core.devcontainers import DevContainers
@@ -39,6 +39,7 @@ else:
 
     core_runs = lazy_module("gpudesk.core.runs")
     core_watch = lazy_module("gpudesk.core.containers.watch")
+    core_stats = lazy_module("gpudesk.core.containers.stats")
 
 
 @dataclass
@@ -60,7 +61,7 @@ class HostModel:
     containers_stale: ContainersStale | None = None
     extra: dict[str, str] = field(default_factory=dict)
     # Live CPU/memory of the containers an open host screen shows, by container name.
-    container_usage: dict[str, Usage] = field(default_factory=dict)
+    container_usage: dict[str, core_stats.Usage] = field(default_factory=dict)
 
 
 class Sink(Protocol):
@@ -82,7 +83,7 @@ class Sink(Protocol):
 
     def loop_failed(self, name: str, error: Exception) -> None: ...
 
-    def container_stats(self, host: str, usage: dict[str, Usage]) -> None: ...
+    def container_stats(self, host: str, usage: dict[str, core_stats.Usage]) -> None: ...
 
 
 FleetFactory = Callable[[Callable[[ConnStatus], None]], Fleet]
@@ -103,7 +104,7 @@ class FleetState:
         self.gpu_interval = 1.0
         self.streams: dict[str, GpuStream] = {}
         self.watchers: dict[str, ContainerWatch] = {}
-        self.stats_watches: dict[str, StatsWatch] = {}
+        self.stats_watches: dict[str, core_stats.StatsWatch] = {}
         self.tunnels: dict[tuple[str, str], Forward] = {}
         # Forwards the user asked for with `f`: (host, container, container port).
         self.forwards: dict[tuple[str, str, int], Forward] = {}
@@ -224,11 +225,8 @@ class FleetState:
             watch.wake()  # the engine answers again: resubscribe now, not after the backoff
 
     def watch_container_stats(self, name: str, containers: list[str]) -> None:
-        """Stream the usage of ``containers`` (running ones an open screen shows) on host ``name``.
-
-        One :class:`StatsWatch` per host, capped in streams (and so in SSH channels) by the
-        kind of connection; an empty list stops it.
-        """
+        """Stream the usage of ``containers`` (running ones an open screen shows) on host ``name``:
+        one StatsWatch per host, capped in streams (SSH channels); an empty list stops it."""
         if not containers:
             self.stop_container_stats(name)
             return
@@ -239,16 +237,16 @@ class FleetState:
         if watch is None or watch.stopped:
             local = isinstance(service.conn, LocalConnection)
 
-            def report(usage: dict[str, Usage]) -> None:
+            def report(usage: dict[str, core_stats.Usage]) -> None:
                 # A stopped watch's last tick must not bring back the values it cleared.
                 current = self.stats_watches.get(name)
                 if current is not None and current is fresh and not current.stopped:
                     self.sink.container_stats(name, usage)
 
-            fresh = StatsWatch(
+            fresh = core_stats.StatsWatch(
                 service.docker,
                 report,
-                max_streams=STREAMS_LOCAL if local else STREAMS_SSH,
+                max_streams=core_stats.STREAMS_LOCAL if local else core_stats.STREAMS_SSH,
                 spawn=self.spawn,
             )
             self.stats_watches[name] = watch = fresh
@@ -377,7 +375,7 @@ class FleetState:
         _summarize_containers(model)
         return True
 
-    def apply_container_stats(self, host: str, usage: dict[str, Usage]) -> bool:
+    def apply_container_stats(self, host: str, usage: dict[str, core_stats.Usage]) -> bool:
         if (model := self.models.get(host)) is not None:
             model.container_usage = usage
         return model is not None

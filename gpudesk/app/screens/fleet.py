@@ -10,7 +10,6 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
 from gpudesk.app.desk import Desk, HostView, desk_of, show_notice
-from gpudesk.app.idle_stop import offer_stop_idle
 from gpudesk.app.messages import ActionDone, Notice
 from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
@@ -209,6 +208,8 @@ class FleetScreen(SortActions, HostView, Screen[None]):
         """Offer to stop the selected host's longest idle container."""
         name = self._selected()
         if name is not None:
+            from gpudesk.app.idle_stop import offer_stop_idle  # off the first frame's path
+
             offer_stop_idle(self, name)
 
     def on_notice(self, message: Notice) -> None:
