@@ -26,6 +26,21 @@ RULES = """\
 Schema = dict[str, Any]
 
 
+RUN_STATES = (
+    "starting",
+    "running",
+    "succeeded",
+    "failed",
+    "stopped",
+    "lost",
+    "abandoned",
+    "degraded",
+)
+
+
+_NODE_STATES = [*RUN_STATES[:-1], "unknown"]
+
+
 def _t(kind: str, doc: str, *, null: bool = False, **extra: Any) -> Schema:
     """A field of JSON type ``kind`` (or null: then never an empty string)."""
     if null and kind == "string":
@@ -81,6 +96,7 @@ CONTAINER_FIELDS: dict[str, Schema] = {
     "is_gpudesk": _t("boolean", "made by gpudesk (has io.gpudesk.* labels)"),
     "user": _t("string", "the container's login user", null=True),
     "sudo": _t("boolean", "gpudesk gave the login user passwordless sudo (`--sudo`)"),
+    "network": _t("string", "host: on the host's network (`launch --network host`)", null=True),
 }
 
 DEFS: dict[str, Schema] = {
@@ -133,9 +149,10 @@ DEFS: dict[str, Schema] = {
             "script": _t("string", "bundled script name or path in the container"),
             "state": _t(
                 "string",
-                "starting, running, succeeded, failed, stopped, lost or abandoned (its submit"
-                " was cut off before it started)",
-                enum=["starting", "running", "succeeded", "failed", "stopped", "lost", "abandoned"],
+                "starting, running, succeeded, failed, stopped, lost, abandoned (its submit"
+                " was cut off before it started) or degraded (a multi-node run with a node lost"
+                " or failed while others run)",
+                enum=list(RUN_STATES),
             ),
             "exit_code": _t("integer", "exit status once ended", null=True),
             "step": _t("integer", "last logged optimizer step", null=True),
@@ -154,10 +171,25 @@ DEFS: dict[str, Schema] = {
             "last_train": _t("object", "last `train` record of metrics.jsonl", null=True),
             "last_eval": _t("object", "last `eval` record of metrics.jsonl", null=True),
             "error": _t(
-                "string",
-                "the script's error message if it failed, or why it was abandoned",
-                null=True,
+                "string", "the script's error, why it was abandoned, or its broken node", null=True
             ),
+            "nnodes": _t("integer", "nodes (hosts) the run spans; 1 for a one-host run"),
+            "nodes": _list(
+                _ref("Node", "a node"), "a multi-node run's nodes by rank; [] for one host"
+            ),
+        },
+    ),
+    "Node": _obj(
+        "one node (host) of a multi-node run",
+        {
+            "node_rank": _t("integer", "the node's --node-rank: its place in --host"),
+            "host": _t("string", "gpudesk host name"),
+            "container": _t("string", "container it runs in"),
+            "state": _t("string", "its run state; unknown: host not asked", enum=_NODE_STATES),
+            "exit_code": _t("integer", "the node's exit status once ended", null=True),
+            "pid": _t("integer", "process group of the node's torchrun", null=True),
+            "dir": _t("string", "the node's run folder on its host", null=True),
+            "reason": _t("string", "why the node is lost or failed", null=True),
         },
     ),
     "Host": _obj(
