@@ -19,7 +19,7 @@ from gpudesk.core import logs
 from gpudesk.core.errors import GpudeskError
 from gpudesk.core.fleet import Fleet, HostService
 from gpudesk.core.runs import Run, RunSpec, default_grace, list_runs, runs_named
-from gpudesk.core.runs.multinode import merge_nodes, stop_nodes, submit_nodes
+from gpudesk.core.runs.multinode import merge_nodes, planned_nodes, stop_nodes, submit_nodes
 
 
 def split_names(text: str) -> list[str]:
@@ -82,8 +82,9 @@ def find_nodes(fleet: Fleet, names: list[str], run_name: str) -> list[tuple[Host
     if more:
         extra = connected_services(fleet, more)
         found += [(s, r) for s in extra for r in runs_named(list_runs(s), run_name)]
-    nodes = [(s, r) for s, r in found if r.run_id == run_id]
-    return sorted(nodes, key=lambda sr: _rank(sr[1]))
+    planned = planned_nodes(found[0][1])
+    nodes = {(s.host.name, r.container): (s, r) for s, r in found if r.run_id == run_id}
+    return sorted((nodes[w] for w in planned if w in nodes), key=lambda sr: _rank(sr[1]))
 
 
 def _rank(run: Run) -> int:

@@ -28,10 +28,13 @@ from scripts import testbed as testbed_module
 from tests.integration.bed import bed_host
 from tests.integration.pace import Pace
 from tests.integration.test_cli_submit import readme_line, shell
+from tests.integration.test_dev_images import short_home
 from tests.integration.test_runs import ensure_torch_image, wait_for_run
 from tests.json_contract import validate_text
 
 pytestmark = pytest.mark.slow
+
+__all__ = ["short_home"]  # a fixture: control sockets need a short GPUDESK_HOME
 
 NODES = ("node0", "node1")  # the README's container names, one per host
 # The tiny model the runs tests use (tests/integration/test_runs.py), a few logged steps.
@@ -62,8 +65,10 @@ def _remove_nodes(client: Any) -> None:
 def two_hosts(
     testbed: Any,
     docker_client: Any,
+    *,
     second_sshd: Any,
     known_hosts_file: Path,
+    short_home: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[HostService, HostService]]:
     """gpu1 and gpu2 in the inventory, each with a host-network container launched by the
@@ -90,6 +95,12 @@ def two_hosts(
         name = shlex.split(line)[shlex.split(line).index("--name") + 1]
         attrs = docker_client.containers.get(name).attrs
         assert attrs["HostConfig"]["NetworkMode"] == "host"
+        # sshd listens on the free host port gpudesk picked, and the ssh config points there
+        port = int(attrs["Config"]["Labels"]["io.gpudesk.listen"].rsplit(":", 1)[1])
+        listed = shell(f"gpudesk ps --host {host}")
+        assert f"host network 127.0.0.1:{port}->22/tcp" in listed.stdout, listed.stdout
+        inside = shell(f"gpudesk ssh {name} -- echo via-host-network")
+        assert inside.stdout.strip() == "via-host-network", inside.stderr
     fleet = Fleet.build(Inventory.load())
     services = (fleet.get("gpu1"), fleet.get("gpu2"))
     for service in services:

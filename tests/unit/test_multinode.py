@@ -122,6 +122,9 @@ def test_the_nodes_of_a_run_make_one_row_with_rank_0s_metrics() -> None:
     assert row.metrics.step == 3 and row.metrics.loss == 2.5
     assert row.state_text == "running [running,running]"
     assert [n["host"] for n in row.to_json()["nodes"]] == ["gpu1", "gpu2"]
+    # One dockerd behind two host names lists node 0's folder under gpu2 too: not a node.
+    seen_twice = [folder("gpu2", "node0", 0, metrics=metrics), *runs]
+    assert merge_nodes(seen_twice, {"gpu1", "gpu2"}, {})[0].host == "gpu1"
 
     # A node whose host did not answer makes the run degraded, and says why.
     lone = merge_nodes([runs[2]], {"gpu1", "gpu2"}, {"gpu2": "Connection refused."})[0]

@@ -264,6 +264,11 @@ def merge_nodes(runs: Sequence[Run], asked: set[str], failed: dict[str, str]) ->
     return merged
 
 
+def planned_nodes(run: Run) -> set[tuple[str, str]]:
+    """Where a multi-node run's plan (run.json's ``nodes``) puts its nodes: (host, container)."""
+    return {(host, container) for _rank, host, container in _plan(run)}
+
+
 def _plan(run: Run) -> list[tuple[int, str, str]]:
     plan = []
     for item in run.record.get("nodes") or []:
@@ -286,9 +291,14 @@ def _status(rank: int, run: Run) -> NodeStatus:
 
 def merge_one(group: Sequence[Run], asked: set[str], failed: dict[str, str]) -> Run:
     """One row for one multi-node run from the node folders found (``group``)."""
+    plan = _plan(group[0])
+    # Only the folders where the plan put a node (one dockerd behind two host names would list
+    # every node's folder under both).
+    planned = planned_nodes(group[0])
+    group = [r for r in group if (r.host, r.container) in planned] or list(group)
     by_where = {(r.host, r.container): r for r in group}
     statuses: list[NodeStatus] = []
-    for rank, host, container in _plan(group[0]):
+    for rank, host, container in plan:
         run = by_where.get((host, container))
         if run is not None:
             statuses.append(_status(rank, run))
