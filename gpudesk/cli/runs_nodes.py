@@ -74,17 +74,28 @@ def find_nodes(fleet: Fleet, names: list[str], run_name: str) -> list[tuple[Host
     """The nodes of the multi-node run ``run_name``, in node-rank order (connecting to the
     hosts of its other nodes too); [] when no multi-node run has that name."""
     services = connected_services(fleet, names, echo=False)
-    found = [(s, r) for s in services for r in runs_named(list_runs(s), run_name) if r.nnodes > 1]
+    found = [(s, r) for s, r in _named(services, run_name) if r.nnodes > 1]
     if not found:
         return []
     run_id = found[0][1].run_id
     more = [h for h in _hosts_of(found[0][1]) if h not in {s.host.name for s in services}]
     if more:
-        extra = connected_services(fleet, more)
-        found += [(s, r) for s in extra for r in runs_named(list_runs(s), run_name)]
+        found += _named(connected_services(fleet, more), run_name)
     planned = planned_nodes(found[0][1])
     nodes = {(s.host.name, r.container): (s, r) for s, r in found if r.run_id == run_id}
     return sorted((nodes[w] for w in planned if w in nodes), key=lambda sr: _rank(sr[1]))
+
+
+def _named(services: list[HostService], run_name: str) -> list[tuple[HostService, Run]]:
+    """The runs called ``run_name`` on the hosts that answer (the others are reported by the
+    one-host path this falls back to)."""
+    found = []
+    for service in services:
+        try:
+            found += [(service, r) for r in runs_named(list_runs(service), run_name)]
+        except GpudeskError:
+            continue
+    return found
 
 
 def _rank(run: Run) -> int:

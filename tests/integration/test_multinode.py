@@ -220,12 +220,29 @@ def test_stop_run_of_a_two_node_run_stops_every_node_with_a_checkpoint(
     run = wait_merged(two_hosts, name, lambda r: r.state.finished)
     assert run.state is RunState.STOPPED, run.reason
     assert [n.state for n in run.nodes] == ["stopped", "stopped"]
-    assert all(n.exit_code == 0 for n in run.nodes)
+    tails = [Path(n.dir, "train.log").read_text()[-3000:] for n in run.nodes]
+    assert [n.exit_code for n in run.nodes] == [0, 0], tails
     # every rank agreed to stop at the same step; rank 0 checkpointed it and said why
     records = [
         json.loads(x) for x in Path(run.nodes[0].dir, "metrics.jsonl").read_text().splitlines()
     ]
     assert [r["event"] for r in records[-2:]] == ["ckpt", "done"]
     assert records[-1]["reason"] == "sigterm"
-    last_train = [r["step"] for r in records if r["event"] == "train"][-1]
-    assert Path(run.nodes[0].dir, "ckpt", f"step_{last_train:08d}.pt").exists()
+    step = records[-1]["step"]
+    assert records[-2]["step"] == step and step >= 3
+    assert Path(run.nodes[0].dir, "ckpt", f"step_{step:08d}.pt").exists()
+    assert not Path(run.nodes[1].dir, "ckpt").exists()  # rank 1 writes no checkpoint
+
+
+def test_a_lost_node_makes_the_run_degraded_or_failed_and_says_which(
+    two_hosts: tuple[HostService, HostService], docker_client: Any
+) -> None:
+    gpu1, gpu2 = two_hosts
+    long = ("--steps", "100000", *TINY_LM[2:])
+    submit_nodes([gpu1, gpu2], list(NODES), RunSpec("lm", long, name="mnlost"))
+    wait_merged(two_hosts, "mnlost", lambda r: (r.metrics.step or 0) >= 2 or r.state.finished)
+    docker_client.containers.get("node1").kill()  # node 1's host loses the container
+    run = wait_merged(two_hosts, "mnlost", lambda r: r.state is not RunState.RUNNING)
+    assert run.state in (RunState.DEGRADED, RunState.FAILED), run.state_text
+    assert run.nodes[1].state == "lost"
+    assert run.reason is not None and run.reason.startswith("node 1 on gpu2 is lost"), run.reason

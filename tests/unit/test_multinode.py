@@ -81,6 +81,8 @@ def node(rank: int, state: str, reason: str | None = None) -> NodeStatus:
         (["stopped", "stopped"], RunState.STOPPED, None),
         (["succeeded", "failed"], RunState.FAILED, "node 1 on gpu2 is failed: gone"),
         (["lost", "succeeded"], RunState.FAILED, "node 0 on gpu1 is lost: gone"),
+        # the lost node is named, not the one that failed because its peer went away
+        (["failed", "lost"], RunState.FAILED, "node 1 on gpu2 is lost: gone"),
         (["unknown", "running"], RunState.RUNNING, None),  # a host that was not asked
     ],
 )

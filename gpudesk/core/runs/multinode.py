@@ -242,7 +242,7 @@ def stop_nodes(nodes: Sequence[tuple[Service, Run]], grace: float) -> list[StopR
 
 # ------------------------------------------------------------------------- one row per run
 
-_BAD = ("failed", "lost", "abandoned")
+_BAD = ("lost", "failed", "abandoned")  # in the order a reason names them
 
 
 def merge_nodes(runs: Sequence[Run], asked: set[str], failed: dict[str, str]) -> list[Run]:
@@ -313,8 +313,8 @@ def merge_one(group: Sequence[Run], asked: set[str], failed: dict[str, str]) -> 
     state, reason = combined_state(statuses)
     # Rank 0 writes the metrics: the row shows the node whose folder holds them.
     base = max(group, key=lambda r: (r.metrics.step is not None, -_rank_of(r)))
-    bad = next((s for s in statuses if s.state in _BAD), None)
-    exit_code = bad.exit_code if state is RunState.FAILED and bad else base.exit_code
+    culprit = next((s for s in statuses if s.state == "failed"), None)
+    exit_code = culprit.exit_code if state is RunState.FAILED and culprit else base.exit_code
     ended = max((r.ended for r in group if r.ended is not None), default=None)
     return dataclasses.replace(
         base, state=state, reason=reason, nodes=statuses, exit_code=exit_code, ended=ended
@@ -329,7 +329,9 @@ def _rank_of(run: Run) -> int:
 def combined_state(nodes: Sequence[NodeStatus]) -> tuple[RunState, str | None]:
     """The state of a multi-node run from its nodes', and why when a node broke it."""
     known = [n for n in nodes if n.state != "unknown"]
-    bad = next((n for n in known if n.state in _BAD), None)
+    # A lost node first: the others' failures usually follow from it (their peer is gone).
+    broken = [n for n in known if n.state in _BAD]
+    bad = min(broken, key=lambda n: (_BAD.index(n.state), n.node_rank), default=None)
     reason = None
     if bad is not None:
         reason = f"node {bad.node_rank} on {bad.host} is {bad.state}"
