@@ -179,3 +179,16 @@ def test_host_network_launch_needs_a_picked_port_and_knows_one_network() -> None
         check_network(LaunchSpec(Flavour.SSH, "n0", "/ws", network="host"))
     with pytest.raises(ContainerError, match="use host or leave it out"):
         check_network(LaunchSpec(Flavour.SSH, "n0", "/ws", network="macvlan", host_port=41234))
+
+
+def test_cli_refuses_bad_multi_node_requests_in_one_line_before_any_host() -> None:
+    from tests.unit.test_cli import run_cli
+
+    done = run_cli("submit", "--host", "gpu1,nope", "--container", "c", "lm")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "No host named 'gpu1'" in done.stderr and len(done.stderr.splitlines()) == 1
+    done = run_cli("logs", "lm2n", "--node", "-1")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "gpudesk: --node must be a node rank: 0 for the first host of the run, 1, ..."
+    )
