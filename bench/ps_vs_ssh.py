@@ -4,17 +4,19 @@ Whole-process wall times, runs interleaved (a busy neighbour slows both alike), 
 
 - reference: OpenSSH's ``ssh H docker ps`` with a fresh connection each run (key exchange,
   auth, one command), the same key and known_hosts as gpudesk;
-- ``gpudesk ps --host H`` and ``gpudesk ps --host H --json``;
-- for comparison, ``ssh H docker ps`` riding a warm ControlMaster (what OpenSSH connection
-  sharing across invocations gives; gpudesk's own connection is paramiko's and cannot ride an
-  OpenSSH master).
+- ``gpudesk ps --host H`` as a user runs it again and again: through the OpenSSH client riding
+  the master connection the previous command left (core/openssh.py), plain and ``--json``;
+- the same with the master stopped before each run (the first command of a session: it pays
+  the handshake and leaves the master behind);
+- ``GPUDESK_OPENSSH=0 gpudesk ps --host H``: gpudesk's own paramiko connection, per command;
+- for comparison, ``ssh H docker ps`` riding a warm ControlMaster.
 
 H is the test bed's sshd, whose sessions reach the test bed's dockerd. Takes the shared test
 bed lock itself; needs the test bed (``scripts/testbed.py up``, as root).
 
     .venv/bin/python bench/ps_vs_ssh.py [--runs 9]
 
-Target (issue 15): gpudesk ps <= 1.1x the fresh ssh.
+Target (issue 15): gpudesk ps <= 1.1x the fresh ssh (the repeated command, warm master).
 """
 
 from __future__ import annotations
@@ -82,22 +84,36 @@ def main() -> int:
     control = str(work / "cm")
     mux = [*ssh, "-o", "ControlMaster=auto", "-o", f"ControlPath={control}",
            "-o", "ControlPersist=300"]  # fmt: skip
-    cases = {
-        "ssh H docker ps": [*ssh, "root@127.0.0.1", "docker", "ps"],
-        "gpudesk ps --host H": [gpudesk, "ps", "--host", "bed"],
-        "gpudesk ps --host H --json": [gpudesk, "ps", "--host", "bed", "--json"],
-        "ssh H docker ps (warm master)": [*mux, "root@127.0.0.1", "docker", "ps"],
+    master = ["ssh", "-F", str(gd_home / "ssh_hosts"), "-O", "exit", "gpudesk-host-bed"]
+
+    def stop_master() -> None:
+        subprocess.run(master, capture_output=True, env=env, check=False, timeout=30)
+
+    def nothing() -> None:
+        pass
+
+    paramiko_env = {**env, "GPUDESK_OPENSSH": "0"}
+    ps = [gpudesk, "ps", "--host", "bed"]
+    cases = {  # name: (argv, environment, untimed step before each run)
+        "ssh H docker ps": ([*ssh, "root@127.0.0.1", "docker", "ps"], env, nothing),
+        "gpudesk ps --host H": (ps, env, nothing),
+        "gpudesk ps --host H --json": ([*ps, "--json"], env, nothing),
+        "gpudesk ps, master stopped": (ps, env, stop_master),
+        "gpudesk ps, GPUDESK_OPENSSH=0": (ps, paramiko_env, nothing),
+        "ssh H docker ps (warm master)": ([*mux, "root@127.0.0.1", "docker", "ps"], env, nothing),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     with open(LOCK, "a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
-            outputs = {name: timed(argv, env)[1] for name, argv in cases.items()}  # warm-up
+            outputs = {name: timed(argv, e)[1] for name, (argv, e, _b) in cases.items()}  # warm-up
             for _ in range(opts.runs):
-                for name, argv in cases.items():
-                    times[name].append(timed(argv, env)[0])
+                for name, (argv, case_env, before) in cases.items():
+                    before()
+                    times[name].append(timed(argv, case_env)[0])
         finally:
             subprocess.run([*mux, "-O", "exit", "root@127.0.0.1"], capture_output=True, env=env)
+            stop_master()
     listed = len(outputs["ssh H docker ps"].splitlines()) - 1
     med = {name: statistics.median(values) for name, values in times.items()}
     ref = med["ssh H docker ps"]

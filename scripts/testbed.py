@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -23,9 +24,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+BED_LOCK = "/tmp/gpudesk-bed.lock"
 RUN_DIR = Path(os.environ.get("GPUDESK_TESTBED_RUN", "/tmp/gpudesk-testbed"))
 CACHE_DIR = Path(
     os.environ.get("GPUDESK_TESTBED_CACHE", Path.home() / ".cache" / "gpudesk-testbed")
@@ -46,6 +49,8 @@ PACKAGES = {
     "/usr/bin/fish": "fish",
     # The dev-image tests copy with the real rsync, both ways.
     "/usr/bin/rsync": "rsync",
+    # The exporter's test scrapes `gpudesk exporter` with a real Prometheus server.
+    "/usr/bin/prometheus": "prometheus",
 }
 BASE_DEBS = (
     "python3,python3-venv,python3-pip,openssh-server,ca-certificates,procps,sudo,iproute2,curl"
@@ -472,6 +477,26 @@ def down() -> None:
     (RUN_DIR / "testbed.json").unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def bed_lock() -> Iterator[None]:
+    """The shared bed's lock, which a test session (tests/integration/conftest.py) and the
+    benches hold while they use it: `up` must not start a second dockerd while a test has
+    stopped the first one to restart it, and `down` must not stop it under a test."""
+    with open(BED_LOCK, "a") as lock:
+        if not _try_lock(lock.fileno()):
+            log(f"waiting for {BED_LOCK}: another session is using the test bed")
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        yield
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down", "status", "torch", "cache-size"])
@@ -479,11 +504,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "up":
             started = time.monotonic()
-            bed = up()
+            with bed_lock():
+                bed = up()
             log(f"ready in {time.monotonic() - started:.1f}s")
             print(json.dumps(asdict(bed), indent=2))
         elif args.action == "down":
-            down()
+            with bed_lock():
+                down()
         elif args.action == "torch":
             pip_cpu_torch(sys.executable, "install")
         elif args.action == "cache-size":

@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from gpudesk import __version__
 from gpudesk.app.desk import Desk, HostView
+from gpudesk.app.exporter import BackgroundExporter
 from gpudesk.app.messages import (
     ContainerChange,
     ContainerStats,
@@ -78,8 +79,16 @@ class GpudeskApp(App[int]):
     def __init__(self, fleet_factory: FleetFactory = default_fleet, connect: bool = True) -> None:
         super().__init__()
         self.state = FleetState(self, fleet_factory, connect=connect)
+        self.exporter = BackgroundExporter(self.state)
+        self._show_sub_title()
+
+    def _show_sub_title(self) -> None:
+        parts = [f"v{__version__}"]
         if self.state.simulate:
-            self.sub_title = f"v{__version__} · SIMULATED GPUs"
+            parts.append("SIMULATED GPUs")
+        if self.exporter_address is not None:
+            parts.append(f"exporter on {self.exporter_address}")
+        self.sub_title = " · ".join(parts)
 
     def notify(
         self,
@@ -243,6 +252,24 @@ class GpudeskApp(App[int]):
         self.notify(f"GPU stats every {seconds:g} s")
         self.state.set_gpu_interval(seconds)
 
+    @property
+    def exporter_address(self) -> str | None:
+        address = self.exporter.address
+        return None if address is None else str(address)
+
+    def toggle_exporter(self) -> None:
+        """Serve the fleet's metrics to Prometheus from this app's streams, or stop."""
+        try:
+            address = self.exporter.toggle()
+        except GpudeskError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        if address is None:
+            self.notify("Prometheus exporter stopped")
+        else:
+            self.notify(f"Prometheus exporter on {address.url}")
+        self._show_sub_title()
+
     def add_host(self, host: Host) -> None:
         try:
             self.state.add_host(host)
@@ -285,6 +312,7 @@ class GpudeskApp(App[int]):
         self.exit(0)
 
     def shutdown(self) -> None:
+        self.exporter.stop()
         self.state.shutdown()
         self.exit(0)
 

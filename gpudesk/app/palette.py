@@ -18,6 +18,16 @@ class GpudeskCommands(Provider):
             ("quit", "Quit gpudesk", app.action_quit),
         ]
         cmds.append(("runs", "Training runs on every host", app.open_runs))
+        where = app.exporter_address
+        cmds.append(
+            (
+                "exporter",
+                f"Stop serving Prometheus metrics on {where}"
+                if where
+                else "Serve the fleet's metrics to Prometheus on 127.0.0.1:9835",
+                app.toggle_exporter,
+            )
+        )
         for seconds in (0.5, 1.0, 2.0, 5.0):
             cmds.append(
                 (

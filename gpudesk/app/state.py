@@ -20,6 +20,7 @@ from gpudesk.core.config import Host, Inventory, Paths
 from gpudesk.core.containers.stats import STREAMS_LOCAL, STREAMS_SSH, StatsWatch, Usage
 from gpudesk.core.engine import EngineError, EngineInfo
 from gpudesk.core.fleet import Fleet, HostService, simulated_gpus
+from gpudesk.core.gpu.idle import IdleTracker, idle_tracker
 from gpudesk.core.gpu.sample import GpuSample, GpuSummary, summarize
 from gpudesk.core.gpu.stream import GpuHistory, GpuStream, StreamState
 from gpudesk.core.local import LocalConnection
@@ -50,6 +51,7 @@ class HostModel:
     engine_error: str | None = None
     gpu: GpuSample | None = None
     gpu_history: GpuHistory = field(default_factory=GpuHistory)
+    gpu_idle: IdleTracker = field(default_factory=idle_tracker)  # fed the same samples
     gpu_summary: GpuSummary | None = None
     gpu_note: str = ""
     containers: list[ContainerInfo] | None = None
@@ -183,8 +185,7 @@ class FleetState:
         self.spawn(stream.run, f"gpu:{name}")
 
     def stop_gpu_stream(self, name: str) -> None:
-        stream = self.streams.pop(name, None)
-        if stream is not None:
+        if (stream := self.streams.pop(name, None)) is not None:
             stream.stop()
 
     def set_gpu_interval(self, seconds: float) -> None:
@@ -324,6 +325,7 @@ class FleetState:
             return False
         model.gpu = sample
         model.gpu_history.add(sample)
+        model.gpu_idle.add(sample)
         model.gpu_note = ""
         model.gpu_summary = summarize(sample) if sample.gpus else None
         model.extra["gpus"] = gpu_summary_text(sample, model.gpu_summary)
@@ -336,6 +338,7 @@ class FleetState:
             return False
         if state in (StreamState.STARTING, StreamState.RESTARTING):
             model.gpu_history.mark_gap()
+            model.gpu_idle.mark_gap()
         if state is StreamState.RESTARTING:
             model.gpu_note = f"GPU agent restarting: {detail}"
             return True
@@ -375,11 +378,9 @@ class FleetState:
         return True
 
     def apply_container_stats(self, host: str, usage: dict[str, Usage]) -> bool:
-        model = self.models.get(host)
-        if model is None:
-            return False
-        model.container_usage = usage
-        return True
+        if (model := self.models.get(host)) is not None:
+            model.container_usage = usage
+        return model is not None
 
     # ------------------------------------------------------------------ hosts
 
@@ -401,8 +402,7 @@ class FleetState:
         self.models.pop(name, None)
 
     def retry_host(self, name: str) -> None:
-        service = self.fleet.services.get(name)
-        if service is not None:
+        if (service := self.fleet.services.get(name)) is not None:
             service.conn.retry()
 
     def accept_host_key(self, name: str) -> None:

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any
@@ -26,7 +27,7 @@ from gpudesk.cli.common import (
     print_table,
     report_failure,
 )
-from gpudesk.core import sshconfig
+from gpudesk.core import openssh, sshconfig
 from gpudesk.core.config import Inventory
 from gpudesk.core.containers import (
     BaseImageMissingError,
@@ -35,8 +36,9 @@ from gpudesk.core.containers import (
     parse_gpus,
 )
 from gpudesk.core.containers.launch import check_memory
+from gpudesk.core.containers.listing import list_over_shell
 from gpudesk.core.destinations import user_ssh_config_path
-from gpudesk.core.devcontainers import DevContainers, LaunchRequest
+from gpudesk.core.devcontainers import DevContainers, LaunchRequest, remember_ports
 from gpudesk.core.flavours import (
     DEFAULT_BASE_IMAGE,
     SSH_HOST_PREFIX,
@@ -85,21 +87,28 @@ def _ports_text(info: ContainerInfo) -> str:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    if args.idle:
+        from gpudesk.cli.idle import cmd_ps_idle
+
+        return cmd_ps_idle(args)
+    if args.idle_for is not None or args.below is not None:
+        raise CliError("--for and --below go with --idle.")
     inventory = Inventory.load()
     names = [inventory.get(args.host).name] if args.host else inventory.names()
-    fleet = Fleet.build(inventory)
-    rows: list[tuple[str, ContainerInfo]] = []
+    listed = _list_over_openssh(inventory, names, args.all)
     failures: list[HostFailure] = []
-    try:
-        for service in connected_services(fleet, names, failures):
-            try:
-                infos = DevContainers(service, inventory).list(args.all)
-            except Exception as exc:  # one host's engine failing must not hide the others
-                report_failure(failures, service.host.name, exc)
-                continue
-            rows += [(service.host.name, i) for i in infos]
-    finally:
-        fleet.close()
+    rest = [n for n in names if n not in listed]
+    if rest:
+        fleet = Fleet.build(inventory)
+        try:
+            for service in connected_services(fleet, rest, failures):
+                try:
+                    listed[service.host.name] = DevContainers(service, inventory).list(args.all)
+                except Exception as exc:  # one host's engine failing must not hide the others
+                    report_failure(failures, service.host.name, exc)
+        finally:
+            fleet.close()
+    rows = [(n, i) for n in names for i in listed.get(n, [])]
     code = 1 if failures else 0
     if not args.host:  # the whole fleet's names, for shell completion
         completion.remember("containers", [i.name for _h, i in rows])
@@ -113,6 +122,28 @@ def cmd_ps(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     print_table(table, ["HOST", "NAME", "FLAVOUR", "IMAGE", "STATE", "UP", "GPUS", "PORTS"])
     return code
+
+
+def _list_over_openssh(
+    inventory: Inventory, names: list[str], all_containers: bool
+) -> dict[str, list[ContainerInfo]]:
+    """The SSH hosts listed through the OpenSSH client and its shared master connection
+    (core/openssh.py); a host it cannot reach is left to the usual path, which says why."""
+    shells = openssh.shells(inventory, [inventory.get(n) for n in names])
+    if not shells:
+        return {}
+
+    def attempt(name: str) -> tuple[str, list[ContainerInfo] | None]:
+        try:
+            infos = list_over_shell(shells[name], name, all_containers)
+        except openssh.OpenSshFailed:
+            return name, None
+        remember_ports(inventory.paths, infos)
+        return name, infos
+
+    with ThreadPoolExecutor(max_workers=min(16, len(shells))) as pool:
+        done = pool.map(attempt, list(shells))
+        return {name: infos for name, infos in done if infos is not None}
 
 
 def _find(fleet: Fleet, inventory: Inventory, name: str, host: str | None) -> DevContainers:
@@ -314,6 +345,15 @@ def register(sub: Any) -> None:
     ps.add_argument("--host", metavar="H")
     ps.add_argument("--all", action="store_true", help="also containers gpudesk did not make")
     ps.add_argument("--json", action="store_true")
+    ps.add_argument(
+        "--idle",
+        action="store_true",
+        help="only containers whose GPUs stay idle while watched (any container holding GPUs)",
+    )
+    ps.add_argument(
+        "--for", dest="idle_for", metavar="DURATION", help="with --idle: watch this long (10s)"
+    )
+    ps.add_argument("--below", metavar="PCT", help="with --idle: idle under this GPU util %% (5)")
     ps.set_defaults(func=cmd_ps)
 
     launch = sub.add_parser("launch", help="build if needed, run, and wait for a dev container")

@@ -9,7 +9,11 @@ Plain data and the Markdown renderer only: importing this costs nothing, so the 
 
 from __future__ import annotations
 
-from typing import Any
+from gpudesk.cli.json_parts import RUN_STATES, Schema
+from gpudesk.cli.json_parts import field as _t
+from gpudesk.cli.json_parts import list_of as _list
+from gpudesk.cli.json_parts import obj as _obj
+from gpudesk.cli.json_parts import ref as _ref
 
 SCHEMA_VERSION = 1
 
@@ -23,53 +27,7 @@ RULES = """\
   `stats`, an error line), next to what the other hosts said, and exits 1.
 """
 
-Schema = dict[str, Any]
-
-
-RUN_STATES = (
-    "starting",
-    "running",
-    "succeeded",
-    "failed",
-    "stopped",
-    "lost",
-    "abandoned",
-    "degraded",
-)
-
-
 _NODE_STATES = [*RUN_STATES[:-1], "unknown"]
-
-
-def _t(kind: str, doc: str, *, null: bool = False, **extra: Any) -> Schema:
-    """A field of JSON type ``kind`` (or null: then never an empty string)."""
-    if null and kind == "string":
-        extra.setdefault("minLength", 1)
-    return {"type": [kind, "null"] if null else kind, "description": doc, **extra}
-
-
-def _ref(name: str, doc: str, *, null: bool = False) -> Schema:
-    ref: Schema = {"$ref": f"#/$defs/{name}"}
-    if null:
-        return {"anyOf": [ref, {"type": "null"}], "description": doc}
-    return {**ref, "description": doc}
-
-
-def _list(items: Schema, doc: str) -> Schema:
-    return {"type": "array", "items": items, "description": doc}
-
-
-def _obj(doc: str, fields: dict[str, Schema]) -> Schema:
-    # Every field is required and no other field is allowed: a field added to an output without
-    # being documented here fails the contract test.
-    return {
-        "type": "object",
-        "description": doc,
-        "properties": fields,
-        "required": list(fields),
-        "additionalProperties": False,
-    }
-
 
 _SCHEMA_FIELD = {"schema": _t("integer", "version of this contract", const=SCHEMA_VERSION)}
 _STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -116,6 +74,17 @@ DEFS: dict[str, Schema] = {
         },
     ),
     "Container": _obj("a container", CONTAINER_FIELDS),
+    "IdleContainer": _obj(
+        "a container whose GPUs stayed idle while watched (any container, gpudesk's or not)",
+        {
+            "host": _t("string", "gpudesk host name"),
+            "name": _t("string", "container name (its id when the name is unknown)"),
+            "id": _t("string", "container id", null=True),
+            "gpus": _list({"type": "integer"}, "GPU indices its processes run on"),
+            "gpu_memory": _t("integer", "bytes of GPU memory its processes hold", null=True),
+            "idle_s": _t("number", "seconds its GPUs were seen under `below` % (at least)"),
+        },
+    ),
     "Reach": _obj(
         "how to get into a launched container",
         {
@@ -327,6 +296,20 @@ COMMANDS: dict[str, Schema] = {
         {
             **_SCHEMA_FIELD,
             "containers": _list(_ref("Container", "a container"), "containers on every host"),
+            "errors": _ERRORS,
+        },
+    ),
+    "ps --idle": _obj(
+        "`gpudesk ps --idle [--for 10s] [--below 5] --json`: one document",
+        {
+            **_SCHEMA_FIELD,
+            "observed_s": _t("number", "seconds each host was watched (`--for`)"),
+            "below": _t("number", "GPU utilisation % under which a GPU counts as idle"),
+            "simulated": _t("boolean", "some host's GPUs were simulated (GPUDESK_SIMULATE_GPUS)"),
+            "containers": _list(
+                _ref("IdleContainer", "an idle container"),
+                "containers whose GPUs were all under `below` % in every sample, without a gap",
+            ),
             "errors": _ERRORS,
         },
     ),

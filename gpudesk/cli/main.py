@@ -45,9 +45,10 @@ COMMAND_MODULES = {
         "containers",
     ),
     "stats": "stats",
+    "exporter": "exporter",
     **dict.fromkeys(("submit", "runs", "logs", "stop-run"), "runs"),
 }
-MODULES = ("hosts", "containers", "stats", "runs", "completion")
+MODULES = ("hosts", "containers", "stats", "exporter", "runs", "completion")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -148,6 +148,17 @@ def write_host_aliases(inventory: Inventory) -> None:
     sshconfig.write_host_aliases(inventory.paths.home, aliases)
 
 
+def remember_ports(paths: Paths, infos: Iterable[ContainerInfo]) -> None:
+    """Docker picks a new host port at each start; keep `ssh gpudesk-<name>` working."""
+    ports = {
+        i.name: port
+        for i in infos
+        if i.flavour is Flavour.SSH and (port := i.host_port(Flavour.SSH.port_key))
+    }
+    if ports:
+        sshconfig.update_ports(paths.home, ports)
+
+
 class DevContainers:
     """The dev containers of one host."""
 
@@ -389,14 +400,7 @@ class DevContainers:
         return self.engine().events()
 
     def _remember_ports(self, infos: Iterable[ContainerInfo]) -> None:
-        ports = {
-            i.name: port
-            for i in infos
-            if i.flavour is Flavour.SSH and (port := i.host_port(Flavour.SSH.port_key))
-        }
-        if ports:
-            # Docker picks a new host port at each start; keep `ssh gpudesk-<name>` working.
-            sshconfig.update_ports(self.paths.home, ports)
+        remember_ports(self.paths, infos)
 
     def act(self, verb: str, name: str) -> ContainerInfo | Removed:
         engine = self.engine()

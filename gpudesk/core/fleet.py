@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -47,6 +48,23 @@ def simulated_gpus() -> int | None:
     except ValueError:
         raise ConfigError(f"{SIMULATE_ENV} must be a number of GPUs, not {raw!r}.") from None
     return count if count > 0 else None
+
+
+SIMULATE_PROCESSES_ENV = "GPUDESK_SIMULATE_PROCESSES"
+_SIM_PROCESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*@[0-9]{1,3}$")
+
+
+def simulated_processes() -> tuple[str, ...]:
+    """``NAME@GPU`` specs from GPUDESK_SIMULATE_PROCESSES (comma-separated; with simulated GPUs
+    only): that fake GPU sits idle holding memory for real container NAME's main process."""
+    raw = os.environ.get(SIMULATE_PROCESSES_ENV, "").strip()
+    specs = tuple(s.strip() for s in raw.split(",") if s.strip())
+    for spec in specs:
+        if not _SIM_PROCESS.match(spec):
+            raise ConfigError(
+                f"{SIMULATE_PROCESSES_ENV} must list CONTAINER@GPU items, not {spec!r}."
+            )
+    return specs
 
 
 class HostService:
@@ -99,6 +117,7 @@ class HostService:
             interval=interval,
             simulate=simulate,
             python=python,
+            sim_processes=simulated_processes() if simulate else (),
         )
 
     def reset_docker(self) -> None:

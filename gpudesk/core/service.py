@@ -13,12 +13,16 @@ from gpudesk.core.config import Host
 from gpudesk.core.ssh import ExecResult, LineStream
 
 
-class HostShell(Protocol):
-    """A host's connection as a shell: one-shot commands and long-lived line streams."""
+class CommandShell(Protocol):
+    """A host's shell for one-shot commands."""
 
     def exec(
         self, command: str, input: bytes | None = None, timeout: float | None = 60.0
     ) -> ExecResult: ...
+
+
+class HostShell(CommandShell, Protocol):
+    """A host's connection as a shell: one-shot commands and long-lived line streams."""
 
     def open_lines(
         self, command: str, stdin: bytes = b""

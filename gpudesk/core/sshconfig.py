@@ -225,7 +225,11 @@ def write_host_aliases(home: Path, hosts: list[HostAlias]) -> None:
     )
     with _locked(home):
         _ensure_control_dir(home)
-        atomic_write(hosts_path(home), text)
+        path = hosts_path(home)
+        with contextlib.suppress(OSError):
+            if path.read_text(encoding="utf-8") == text:
+                return  # one-shot commands call this every time: no write when unchanged
+        atomic_write(path, text)
 
 
 def parse(config_text: str, known_hosts_text: str = "") -> list[ContainerEntry]:

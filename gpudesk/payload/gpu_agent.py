@@ -10,6 +10,10 @@ Arguments::
     --interval S   seconds between samples (default 1.0)
     --once         print one sample and exit
     --simulate N   report N fake GPUs (every sample then has "simulated": true)
+    --simulate-process NAME@GPU
+                   with --simulate: fake GPU ``GPU`` sits idle (0 %) holding memory for a
+                   process of the real container ``NAME``: its main process, found with
+                   ``docker inspect`` and mapped like any GPU process (repeatable)
     --no-nvml      do not use pynvml; use the nvidia-smi fallback
 
 Backends, in order: pynvml; else one long-lived ``nvidia-smi --query-gpu ... -lms``
@@ -180,20 +184,7 @@ class ContainerNames:
 
     @staticmethod
     def _docker_inspect(container_id: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["docker", "inspect", "--format", "{{.Name}}", container_id],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                stdin=subprocess.DEVNULL,
-                timeout=3,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        if out.returncode != 0:
-            return None
-        name = out.stdout.decode("utf-8", "replace").strip().lstrip("/")
+        name = (docker_inspect(container_id, "{{.Name}}") or "").lstrip("/")
         return name or None
 
     def name(self, container_id: str | None) -> str | None:
@@ -682,14 +673,54 @@ class SmiBackend:
 # --------------------------------------------------------------------------- simulation
 
 
+def docker_inspect(ident: str, template: str) -> str | None:
+    """``docker inspect --format TEMPLATE IDENT``'s output, or None when it fails."""
+    try:
+        out = subprocess.run(
+            ["docker", "inspect", "--format", template, ident],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            timeout=3,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.decode("utf-8", "replace").strip() if out.returncode == 0 else None
+
+
+def container_pid(name: str) -> int | None:
+    """The host pid of running container ``name``'s main process, from ``docker inspect``."""
+    text = docker_inspect(name, "{{.State.Pid}}") or ""
+    pid = int(text) if text.isdigit() else 0
+    return pid or None  # 0: the container is not running
+
+
+SIM_PROCESS_MEMORY = 6 * 1024 * 1024 * 1024
+
+
 class SimBackend:
-    """N fake GPUs with deterministic, seq-driven values (only when explicitly asked)."""
+    """N fake GPUs with deterministic, seq-driven values (only when explicitly asked).
+
+    ``attach`` maps a fake GPU to a real container: that GPU then sits at 0 % holding
+    memory for the container's main process (its real host pid, mapped to the container
+    from ``/proc`` like a real GPU process), for as long as the container runs.
+    """
 
     source = "simulated"
 
-    def __init__(self, count: int) -> None:
+    def __init__(
+        self,
+        count: int,
+        attach: dict[int, str] | None = None,
+        names: ContainerNames | None = None,
+        find_pid: Callable[[str], int | None] = container_pid,
+    ) -> None:
         self.count = count
         self.seq = 0
+        self.attach = {gpu: name for gpu, name in (attach or {}).items() if 0 <= gpu < count}
+        self.names = names or ContainerNames()
+        self.find_pid = find_pid
 
     def close(self) -> None:
         pass
@@ -745,6 +776,12 @@ class SimBackend:
                         "ns_pgid": 7,
                     }
                 )
+        for gpu, name in sorted(self.attach.items()):
+            processes = [p for p in processes if p["gpu"] != gpu]
+            gpus[gpu].update(util_gpu=0, util_mem=0, mem_used=SIM_PROCESS_MEMORY, clock_sm=345)
+            pid = self.find_pid(name)
+            if pid is not None:
+                processes.append(describe_process(gpu, pid, SIM_PROCESS_MEMORY, self.names))
         return {
             "driver_state": "ok",
             "message": f"simulated: {self.count} fake GPUs",
@@ -783,7 +820,7 @@ class NoGpuBackend:
 
 def make_backend(args: argparse.Namespace, names: ContainerNames) -> Any:
     if args.simulate:
-        return SimBackend(args.simulate)
+        return SimBackend(args.simulate, dict(args.simulate_process), names)
     nvml: Any = None
     if not args.no_nvml:
         try:
@@ -831,11 +868,21 @@ def build_sample(
     return sample
 
 
+def _sim_process(text: str) -> tuple[int, str]:
+    name, _, gpu = text.rpartition("@")
+    if not name or not gpu.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME@GPU, not {text!r}")
+    return int(gpu), name
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gpudesk-agent", description="stream GPU samples")
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--once", action="store_true")
     parser.add_argument("--simulate", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--simulate-process", type=_sim_process, action="append", default=[], metavar="NAME@GPU"
+    )
     parser.add_argument("--no-nvml", action="store_true")
     args = parser.parse_args(argv)
     if not args.interval > 0 or math.isinf(args.interval):

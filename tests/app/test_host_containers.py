@@ -70,12 +70,6 @@ CONTAINERS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """UP is computed when drawn: pin the clock 5h07m after the containers started."""
-    monkeypatch.setattr(container_table, "clock", lambda: STARTED + timedelta(hours=5, minutes=7))
-
-
 def make_app() -> GpudeskApp:
     Inventory.load().add(Host(name=HOST, hostname="10.0.0.6", user="alice"))
     return GpudeskApp(fleet_factory=lambda cb: Fleet.build(Inventory.load(), cb), connect=False)

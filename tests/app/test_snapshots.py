@@ -26,7 +26,6 @@ from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.forwards import ForwardShown, ForwardsModal
 from gpudesk.app.modals.inspect import InspectModal
 from gpudesk.app.modals.submit_run import SubmitRunModal
-from gpudesk.app.screens.fleet import FleetScreen
 from gpudesk.app.screens.help import HelpScreen
 from gpudesk.app.screens.host import HostScreen
 from gpudesk.app.screens.launch_progress import LaunchProgressScreen
@@ -40,6 +39,7 @@ from gpudesk.core.flavours import Flavour
 from gpudesk.core.logs import LogFollower, LogTarget
 from gpudesk.core.ssh import ConnState, ConnStatus
 from tests.app import test_fleet
+from tests.app.test_fleet import settle
 from tests.app.test_gpu_processes import HOST, Killer, Source, real_sample
 from tests.app.test_gpu_processes import make_app as host_app
 from tests.app.test_host_containers import CONTAINERS
@@ -48,17 +48,6 @@ from tests.app.test_runs_ui import LOG, RecordedSource, ScreenApp
 SIZES = {"80x24": (80, 24), "200x50": (200, 50)}
 ENGINE = EngineInfo("24.0.7", "1.43", "Ubuntu 22.04.4 LTS", ("nvidia", "runc"), True)
 Before = Callable[[Pilot[Any]], Awaitable[None]]
-
-
-async def settle(pilot: Pilot[Any]) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    for screen in pilot.app.screen_stack:
-        if isinstance(screen, FleetScreen):
-            screen.flush()
-            screen.update_summary()
-    await pilot.pause()
 
 
 async def open_host(pilot: Pilot[Any]) -> HostScreen:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gpudesk.core import sshconfig
 from scripts import testbed as testbed_module
 from tests.integration import early
 
@@ -36,8 +40,6 @@ def runs_last(item: pytest.Item) -> bool:
     module_last = bool(getattr(getattr(item, "module", None), "RUN_LAST", False))
     return module_last or item.get_closest_marker("restarts_dockerd") is not None
 
-
-BED_LOCK = "/tmp/gpudesk-bed.lock"  # the benches under bench/ take the same lock
 
 _bed: list[Any] = []  # what testbed_module.up() gave (or raised), once per session
 
@@ -63,7 +65,7 @@ def start_early(request: pytest.FixtureRequest) -> Iterator[None]:
     if not testbed_module.can_run():
         # One user of the shared test bed at a time: another session's suite, a bench or a
         # developer's run would otherwise restart dockerd or clear containers under this one.
-        lock = open(BED_LOCK, "a")  # noqa: SIM115 - held for the whole session
+        lock = open(testbed_module.BED_LOCK, "a")  # noqa: SIM115 - held for the whole session
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
     bed = None if lock is None else bed_up()
     if bed is not None and not isinstance(bed, Exception):
@@ -116,3 +118,17 @@ def extra_sshd(testbed: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     sshd = testbed_module.new_sshd(name, testbed.docker_host)
     yield sshd
     sshd.stop()
+
+
+@pytest.fixture
+def short_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # Control sockets need a short path; pytest's tmp_path is too deep for one.
+    home = Path(tempfile.mkdtemp(prefix="gd", dir="/tmp"))
+    monkeypatch.setenv("GPUDESK_HOME", str(home))
+    yield home
+    for socket_file in (home / "cm").glob("*"):
+        subprocess.run(
+            ["ssh", "-F", str(sshconfig.config_path(home)), "-O", "exit", "-S", str(socket_file),
+             "x"], capture_output=True, check=False, timeout=20,
+        )  # fmt: skip
+    shutil.rmtree(home, ignore_errors=True)

@@ -7,10 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,20 +27,6 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gpudesk", *args], capture_output=True, text=True, timeout=timeout
     )
-
-
-@pytest.fixture
-def short_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    # Control sockets need a short path; pytest's tmp_path is too deep for one.
-    home = Path(tempfile.mkdtemp(prefix="gd", dir="/tmp"))
-    monkeypatch.setenv("GPUDESK_HOME", str(home))
-    yield home
-    for socket_file in (home / "cm").glob("*"):
-        subprocess.run(
-            ["ssh", "-F", str(sshconfig.config_path(home)), "-O", "exit", "-S", str(socket_file),
-             "x"], capture_output=True, check=False, timeout=20,
-        )  # fmt: skip
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,20 +9,22 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
-from gpudesk.app.desk import Desk, HostView, desk_of
+from gpudesk.app.desk import Desk, HostView, desk_of, show_notice
+from gpudesk.app.idle_stop import offer_stop_idle
+from gpudesk.app.messages import ActionDone, Notice
 from gpudesk.app.modals.add_host import AddHostModal
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.host_key import HostKeyModal
 from gpudesk.app.widgets.host_list import COLUMNS, HostList, Line, fit_widths, join_cells
 from gpudesk.app.widgets.host_table import host_cells, host_sort_values
-from gpudesk.app.widgets.table_nav import SORT_BINDINGS, Row, SortFilter
+from gpudesk.app.widgets.table_nav import SORT_BINDINGS, Row, SortActions, SortFilter
 from gpudesk.core.config import Host
 from gpudesk.core.ssh import ConnState
 
 FLUSH_INTERVAL = 0.15
 
 
-class FleetScreen(HostView, Screen[None]):
+class FleetScreen(SortActions, HostView, Screen[None]):
     BINDINGS = [
         Binding("a", "add_host", "Add host"),
         Binding("enter", "open_host", "Open", show=True),
@@ -30,6 +32,7 @@ class FleetScreen(HostView, Screen[None]):
         Binding("r", "retry", "Reconnect"),
         Binding("R", "runs", "Runs"),
         Binding("ctrl+d", "remove_host", "Remove host"),
+        Binding("X", "stop_idle", "Stop idle", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         *SORT_BINDINGS,
     ]
@@ -155,6 +158,9 @@ class FleetScreen(HostView, Screen[None]):
             parts.append(f"free GPUs: {free}/{total}")
             if any(m.gpu is not None and m.gpu.simulated for m in models):
                 parts.append("SIMULATED")
+        idle = sum(len(m.gpu_idle.idle()) for m in models)
+        if idle:
+            parts.append(f"idle containers: {idle} (X stops one)")
         if attention:
             parts.append(f"{attention} need attention")
         if self.view.filter_error is not None:
@@ -199,6 +205,18 @@ class FleetScreen(HostView, Screen[None]):
 
         self.app.push_screen(HostKeyModal(model.host, model.status), answered)
 
+    def action_stop_idle(self) -> None:
+        """Offer to stop the selected host's longest idle container."""
+        name = self._selected()
+        if name is not None:
+            offer_stop_idle(self, name)
+
+    def on_notice(self, message: Notice) -> None:
+        show_notice(self, message)
+
+    def on_action_done(self, message: ActionDone) -> None:
+        show_notice(self, message)
+
     def action_runs(self) -> None:
         self.desk.open_runs()
 
@@ -229,18 +247,6 @@ class FleetScreen(HostView, Screen[None]):
             ),
             answered,
         )
-
-    def action_sort_next(self) -> None:
-        self.view.cycle(1)
-        self._resorted()
-
-    def action_sort_prev(self) -> None:
-        self.view.cycle(-1)
-        self._resorted()
-
-    def action_sort_reverse(self) -> None:
-        self.view.flip()
-        self._resorted()
 
     def _resorted(self) -> None:
         self.query_one("#hosts-header", Line).set(self._header())

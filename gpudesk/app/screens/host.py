@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Header, Input, Static
 
 from gpudesk.app.desk import HostView, show_notice
+from gpudesk.app.idle_stop import offer_stop_idle
 from gpudesk.app.messages import ActionDone, ForwardOpened, InspectLoaded, Notice
 from gpudesk.app.modals.confirm import ConfirmModal
 from gpudesk.app.modals.forwards import ForwardChoice, ForwardShown, ForwardsModal
@@ -58,6 +59,7 @@ class HostScreen(HostView, GpuProcessScreen):
         Binding("R", "submit_run", "Submit run"),
         Binding("u", "act('start')", "Start", show=False),
         Binding("x", "act('stop')", "Stop", show=False),
+        Binding("X", "stop_idle", "Stop idle", show=False),
         Binding("r", "act('restart')", "Restart", show=False),
         Binding("ctrl+d", "remove", "Remove", show=False),
         Binding("i", "inspect", "Inspect", show=False),
@@ -147,6 +149,7 @@ class HostScreen(HostView, GpuProcessScreen):
             self.show_all,
             model.container_usage,
             gpu_memory_by_container(model.gpu),
+            tuple(c.name for c in model.gpu_idle.idle()),
         )
         if shown != self._containers_shown:
             # GPU samples arrive every second; the container table changes only on engine
@@ -194,8 +197,11 @@ class HostScreen(HostView, GpuProcessScreen):
         shown = self.listed(infos)
         gpu_memory = gpu_memory_by_container(model.gpu)
         now = container_table.clock()
+        idle = model.gpu_idle
         rows = [
-            container_row(i, model.container_usage.get(i.name), gpu_memory.get(i.name), now)
+            container_row(
+                i, model.container_usage.get(i.name), gpu_memory.get(i.name), now, idle.get(i.name)
+            )
             for i in shown
         ]
         with self.app.batch_update():
@@ -208,6 +214,8 @@ class HostScreen(HostView, GpuProcessScreen):
             self.host_name, [key for key in table.shown_keys if key in running]
         )
         parts = [f"{len(shown)} {scope}"]
+        if idle.idle():  # X offers to stop the selected (or longest) idle one
+            parts.append(f"{len(idle.idle())} idle ({idle.policy.describe()}) · X stop idle")
         view = table.view
         if view.filter_text:
             parts.append(view.describe_filter(table.row_count, len(shown)))
@@ -399,6 +407,9 @@ class HostScreen(HostView, GpuProcessScreen):
         self.app.push_screen(
             ConfirmModal(f"Remove container {info.name}?", detail, confirm="Remove"), answered
         )
+
+    def action_stop_idle(self) -> None:
+        offer_stop_idle(self, self.host_name, self.table.selected_key)
 
     def action_inspect(self) -> None:
         info = self.selected()

@@ -12,6 +12,7 @@ from gpudesk.app.widgets.table_nav import Row, SortValue
 from gpudesk.core.containers import ContainerInfo
 from gpudesk.core.containers.stats import Usage
 from gpudesk.core.flavours import has_sudo
+from gpudesk.core.gpu.idle import IdleContainer, duration_text
 
 COLUMNS: list[tuple[str, str]] = [
     ("name", "NAME"),
@@ -65,8 +66,20 @@ def size_text(size: int | None) -> str:
     return f"{value:.1f}TiB"
 
 
+def state_cell(info: ContainerInfo, idle: IdleContainer | None) -> Text:
+    """The engine's status, then how long the container's GPUs have been idle, if they are."""
+    text = cell(info.status or info.state, style=STATE_STYLE.get(info.state, ""))
+    if idle is not None and info.state == "running":
+        text.append(f" idle {duration_text(idle.low_s)}", style="bold yellow")
+    return text
+
+
 def container_row(
-    info: ContainerInfo, usage: Usage | None, gpu_memory: int | None, now: datetime
+    info: ContainerInfo,
+    usage: Usage | None,
+    gpu_memory: int | None,
+    now: datetime,
+    idle: IdleContainer | None = None,
 ) -> Row:
     """One container's cells and what each column sorts by."""
     ports = ", ".join(f"{p.host_ip}:{p.host_port}→{p.container_port}" for p in info.ports)
@@ -85,7 +98,7 @@ def container_row(
         cell(info.name, style="bold" if info.is_gpudesk else "dim"),
         (info.flavour.value if info.flavour else "-") + ("+sudo" if has_sudo(info.labels) else ""),
         cell(info.image if len(info.image) <= 36 else info.image[:35] + "…"),
-        cell(info.status or info.state, style=STATE_STYLE.get(info.state, "")),
+        state_cell(info, idle),
         uptime_text(up),
         "-" if cpu is None else f"{cpu:.1f}",
         memory,

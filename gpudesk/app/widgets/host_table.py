@@ -63,7 +63,12 @@ def docker_text(model: HostModel) -> Text:
 def containers_text(model: HostModel) -> Text | str:
     if model.containers_error:
         return cell(f"error: {short_reason(model.containers_error)}", style="red")
-    return model.extra.get("containers", "-")
+    text = model.extra.get("containers", "-")
+    idle = len(model.gpu_idle.idle())
+    if not idle:
+        return text
+    # Containers holding GPUs that stayed idle for the window: worth a look (X stops one).
+    return Text.assemble(text, " ", (f"{idle} idle", "bold yellow"))
 
 
 def host_cells(model: HostModel) -> list[Text | str]:

@@ -156,7 +156,29 @@ def _order_key(value: SortValue) -> tuple[int, float, str]:
     return (1, 0.0, str(value).lower())
 
 
-class NavTable(DataTable[Cell]):
+class SortActions:
+    """The sort keys' actions (SORT_BINDINGS) for anything with a :class:`SortFilter` view."""
+
+    view: SortFilter
+
+    def action_sort_next(self) -> None:
+        self.view.cycle(1)
+        self._resorted()
+
+    def action_sort_prev(self) -> None:
+        self.view.cycle(-1)
+        self._resorted()
+
+    def action_sort_reverse(self) -> None:
+        self.view.flip()
+        self._resorted()
+
+    def _resorted(self) -> None:
+        """Show the new order."""
+        raise NotImplementedError
+
+
+class NavTable(SortActions, DataTable[Cell]):
     """A row-cursor DataTable with j/k, sorting by any column and the filter of its SortFilter.
 
     The screen hands it every row with :meth:`show_rows` (on each change); the table keeps the
@@ -243,18 +265,6 @@ class NavTable(DataTable[Cell]):
                 column.label = Text(self.view.label(index))
         self._require_update_dimensions = True
         self.refresh()
-
-    def action_sort_next(self) -> None:
-        self.view.cycle(1)
-        self._resorted()
-
-    def action_sort_prev(self) -> None:
-        self.view.cycle(-1)
-        self._resorted()
-
-    def action_sort_reverse(self) -> None:
-        self.view.flip()
-        self._resorted()
 
     def _resorted(self) -> None:
         self.refilter()

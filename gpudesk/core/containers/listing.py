@@ -22,7 +22,7 @@ from gpudesk.core.containers.model import (
 from gpudesk.core.flavours import label
 
 if TYPE_CHECKING:
-    from gpudesk.core.service import HostShell
+    from gpudesk.core.service import CommandShell
 
 LIST_TIMEOUT_S = 60.0
 
@@ -49,7 +49,7 @@ def _failure(where: str, exit_code: int, stderr: str) -> ContainerError:
 
 
 def list_over_shell(
-    conn: HostShell, where: str, all_containers: bool = False
+    conn: CommandShell, where: str, all_containers: bool = False
 ) -> list[ContainerInfo]:
     """gpudesk's containers on the host behind ``conn`` (every container with
     ``all_containers``), in the order :meth:`ContainerEngine.list` gives."""

@@ -36,9 +36,16 @@ def agent_source() -> bytes:
 
 
 def agent_command(
-    interval: float = 1.0, simulate: int | None = None, python: str = "python3"
+    interval: float = 1.0,
+    simulate: int | None = None,
+    python: str = "python3",
+    sim_processes: tuple[str, ...] = (),
 ) -> str:
-    """The command line that runs the agent read from stdin, with ``python``."""
+    """The command line that runs the agent read from stdin, with ``python``.
+
+    ``sim_processes`` (``NAME@GPU``, only with ``simulate``) put a real container's process
+    on an idle fake GPU (the agent's ``--simulate-process``).
+    """
     if not interval > 0 or math.isinf(interval):
         raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
     argv = [python, "-u", "-", "--interval", f"{interval:g}"]
@@ -46,6 +53,8 @@ def agent_command(
         if simulate < 1:
             raise ValueError(f"simulate needs at least one GPU, not {simulate!r}")
         argv += ["--simulate", str(simulate)]
+        for spec in sim_processes:
+            argv += ["--simulate-process", spec]
     return shell.command(argv)
 
 
@@ -217,11 +226,12 @@ class GpuStream:
         stall_timeout: float | None = None,
         backoff: Callable[[int], float] = backoff_delay,
         python: str = "python3",
+        sim_processes: tuple[str, ...] = (),
     ) -> None:
         self._open_lines = open_lines
         self._on_sample = on_sample
         self._on_state = on_state
-        self.command = agent_command(interval, simulate, python)
+        self.command = agent_command(interval, simulate, python, sim_processes)
         self._source = agent_source()
         self._stall_timeout = (
             stall_timeout if stall_timeout is not None else max(15.0, 10.0 * interval)
