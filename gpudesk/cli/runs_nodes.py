@@ -18,8 +18,14 @@ from gpudesk.cli.common import (
 from gpudesk.core import logs
 from gpudesk.core.errors import GpudeskError
 from gpudesk.core.fleet import Fleet, HostService
-from gpudesk.core.runs import Run, RunSpec, default_grace, list_runs, runs_named
-from gpudesk.core.runs.multinode import merge_nodes, planned_nodes, stop_nodes, submit_nodes
+from gpudesk.core.runs import Run, RunSpec, list_runs, runs_named
+from gpudesk.core.runs.multinode import (
+    default_nodes_grace,
+    merge_nodes,
+    planned_nodes,
+    stop_nodes,
+    submit_nodes,
+)
 
 
 def split_names(text: str) -> list[str]:
@@ -153,7 +159,7 @@ def logs_of_nodes(args: argparse.Namespace, nodes: list[tuple[HostService, Run]]
 def stop_all_nodes(nodes: list[tuple[HostService, Run]], grace: float | None) -> int:
     """``stop-run`` of a multi-node run: every node at once."""
     name = nodes[0][1].name
-    wait = grace if grace is not None else max(default_grace(r) for _s, r in nodes)
+    wait = grace if grace is not None else default_nodes_grace([r for _s, r in nodes])
     print(
         f"sending SIGTERM to {name} on {len(nodes)} nodes; SIGKILL after {wait:g} s",
         file=sys.stderr,

@@ -192,3 +192,10 @@ def test_cli_refuses_bad_multi_node_requests_in_one_line_before_any_host() -> No
     assert done.stderr.strip() == (
         "gpudesk: --node must be a node rank: 0 for the first host of the run, 1, ..."
     )
+
+
+def test_stopping_a_multi_node_run_allows_for_torchruns_exit_barrier() -> None:
+    from gpudesk.core.runs import default_grace
+    from gpudesk.core.runs.control import EXIT_BARRIER_S, MIN_GRACE
+
+    assert default_grace(folder("gpu1", "node0", 0)) == MIN_GRACE + EXIT_BARRIER_S

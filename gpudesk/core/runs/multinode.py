@@ -28,7 +28,7 @@ from gpudesk.core.containers.model import network_mode
 from gpudesk.core.errors import GpudeskError
 from gpudesk.core.flavours import label
 from gpudesk.core.runs.container import container_labels, exec_in, get_container
-from gpudesk.core.runs.control import StopResult, stop_run
+from gpudesk.core.runs.control import StopResult, default_grace, stop_run
 from gpudesk.core.runs.model import (
     RUNS_DIR,
     NodeLaunch,
@@ -213,6 +213,13 @@ def submit_nodes(
                 f" {len(started)} node(s) already started were stopped."
             ) from exc
     return started
+
+
+def default_nodes_grace(runs: Sequence[Run]) -> float:
+    """Seconds between SIGTERM and SIGKILL for a multi-node run: the slowest node's
+    :func:`~gpudesk.core.runs.control.default_grace` (which allows for torchrun's exit
+    barrier between the nodes)."""
+    return max(default_grace(r) for r in runs)
 
 
 def stop_nodes(nodes: Sequence[tuple[Service, Run]], grace: float) -> list[StopResult]:
