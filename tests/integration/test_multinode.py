@@ -28,13 +28,11 @@ from scripts import testbed as testbed_module
 from tests.integration.bed import bed_host
 from tests.integration.pace import Pace
 from tests.integration.test_cli_submit import readme_line, shell
-from tests.integration.test_dev_images import short_home
 from tests.integration.test_runs import ensure_torch_image, wait_for_run
 from tests.json_contract import validate_text
 
 pytestmark = pytest.mark.slow
 
-__all__ = ["short_home"]  # a fixture: control sockets need a short GPUDESK_HOME
 
 NODES = ("node0", "node1")  # the README's container names, one per host
 # The tiny model the runs tests use (tests/integration/test_runs.py), a few logged steps.
