@@ -250,12 +250,14 @@ def ensure_base_image(docker: Docker) -> str:
 
 @dataclass
 class Sshd:
-    """One OpenSSH server on 127.0.0.1 with key-only auth for root."""
+    """One OpenSSH server on a loopback address (127.0.0.1 unless told) with key-only auth for
+    root; another address (127.0.0.2) makes a second "host" in front of the same dockerd."""
 
     dir: Path
     port: int
     docker_host: str
     pid: int = 0
+    address: str = "127.0.0.1"
 
     @property
     def host_key(self) -> Path:
@@ -286,7 +288,7 @@ class Sshd:
             "\n".join(
                 [
                     f"Port {self.port}",
-                    "ListenAddress 127.0.0.1",
+                    f"ListenAddress {self.address}",
                     f"HostKey {self.host_key}",
                     f"PidFile {self.dir / 'sshd.pid'}",
                     f"AuthorizedKeysFile {authorized}",
@@ -324,7 +326,7 @@ class Sshd:
             if proc.poll() is not None:
                 raise TestbedError(f"sshd exited: {logf.read_text(errors='replace')[-1500:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                with socket.create_connection((self.address, self.port), timeout=1) as s:
                     return s.recv(4).startswith(b"SSH-")
             except OSError:
                 return False
@@ -345,7 +347,7 @@ class Sshd:
 
     def known_hosts_line(self) -> str:
         keytype, key = self.host_public_key().split()[:2]
-        return f"[127.0.0.1]:{self.port} {keytype} {key}"
+        return f"[{self.address}]:{self.port} {keytype} {key}"
 
 
 def _keygen(path: Path) -> None:
@@ -391,9 +393,11 @@ def _pid_alive(pid: int) -> bool:
     return stat.exists() and ") Z" not in stat.read_text()
 
 
-def new_sshd(name: str, docker_host: str, port: int | None = None) -> Sshd:
-    """A fresh, started sshd in its own folder under the run dir."""
-    sshd = Sshd(RUN_DIR / "sshd" / name, port or free_port(), docker_host)
+def new_sshd(
+    name: str, docker_host: str, port: int | None = None, address: str = "127.0.0.1"
+) -> Sshd:
+    """A fresh, started sshd in its own folder under the run dir, listening on ``address``."""
+    sshd = Sshd(RUN_DIR / "sshd" / name, port or free_port(address), docker_host, address=address)
     sshd.prepare()
     sshd.start()
     return sshd

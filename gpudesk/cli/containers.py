@@ -70,6 +70,7 @@ def _info_row(host: str, info: ContainerInfo) -> dict[str, Any]:
         "is_gpudesk": info.is_gpudesk,
         "user": info.user or None,
         "sudo": has_sudo(info.labels),
+        "network": info.network or None,
     }
 
 
@@ -79,7 +80,10 @@ def _flavour_text(info: ContainerInfo) -> str:
 
 
 def _ports_text(info: ContainerInfo) -> str:
-    return ",".join(f"{p.host_ip}:{p.host_port}->{p.container_port}" for p in info.ports) or "-"
+    text = ",".join(f"{p.host_ip}:{p.host_port}->{p.container_port}" for p in info.ports)
+    if info.network:  # nothing published: the container is on the host's network
+        return f"host network {text}".strip()
+    return text or "-"
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
@@ -189,6 +193,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
             key=args.key,
             sudo=args.sudo,
             pull=args.pull,
+            network=args.network or "",
         )
         quiet = args.json
 
@@ -358,7 +363,13 @@ def register(sub: Any) -> None:
     launch.add_argument("--gpus", metavar="SPEC", help="'all', a count like 2, or indices like 0,2")
     launch.add_argument("--workspace", metavar="DIR", help="host folder for /workspace")
     launch.add_argument("--image", metavar="IMG", help="run this image instead of building one")
-    launch.add_argument("--base-image", metavar="IMG", default=DEFAULT_BASE_IMAGE)
+    launch.add_argument(
+        "--base-image",
+        metavar="IMG",
+        default=os.environ.get("GPUDESK_BASE_IMAGE") or DEFAULT_BASE_IMAGE,
+        help="the PyTorch image to build on (default: $GPUDESK_BASE_IMAGE, else"
+        f" {DEFAULT_BASE_IMAGE})",
+    )
     launch.add_argument("--memory", metavar="SIZE", help="memory limit like 64g")
     launch.add_argument("--key", metavar="FILE", help="private key whose .pub the container trusts")
     launch.add_argument(
@@ -370,6 +381,12 @@ def register(sub: Any) -> None:
         "--sudo",
         action="store_true",
         help="passwordless sudo for the container user (off: sudo is refused)",
+    )
+    launch.add_argument(
+        "--network",
+        choices=["host"],
+        help="host: share the host's network (multi-node runs); the server listens on a free"
+        " port of the host's 127.0.0.1",
     )
     launch.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
     launch.add_argument("--json", action="store_true")

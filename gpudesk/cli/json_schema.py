@@ -9,7 +9,11 @@ Plain data and the Markdown renderer only: importing this costs nothing, so the 
 
 from __future__ import annotations
 
-from typing import Any
+from gpudesk.cli.json_parts import RUN_STATES, Schema
+from gpudesk.cli.json_parts import field as _t
+from gpudesk.cli.json_parts import list_of as _list
+from gpudesk.cli.json_parts import obj as _obj
+from gpudesk.cli.json_parts import ref as _ref
 
 SCHEMA_VERSION = 1
 
@@ -23,38 +27,7 @@ RULES = """\
   `stats`, an error line), next to what the other hosts said, and exits 1.
 """
 
-Schema = dict[str, Any]
-
-
-def _t(kind: str, doc: str, *, null: bool = False, **extra: Any) -> Schema:
-    """A field of JSON type ``kind`` (or null: then never an empty string)."""
-    if null and kind == "string":
-        extra.setdefault("minLength", 1)
-    return {"type": [kind, "null"] if null else kind, "description": doc, **extra}
-
-
-def _ref(name: str, doc: str, *, null: bool = False) -> Schema:
-    ref: Schema = {"$ref": f"#/$defs/{name}"}
-    if null:
-        return {"anyOf": [ref, {"type": "null"}], "description": doc}
-    return {**ref, "description": doc}
-
-
-def _list(items: Schema, doc: str) -> Schema:
-    return {"type": "array", "items": items, "description": doc}
-
-
-def _obj(doc: str, fields: dict[str, Schema]) -> Schema:
-    # Every field is required and no other field is allowed: a field added to an output without
-    # being documented here fails the contract test.
-    return {
-        "type": "object",
-        "description": doc,
-        "properties": fields,
-        "required": list(fields),
-        "additionalProperties": False,
-    }
-
+_NODE_STATES = [*RUN_STATES[:-1], "unknown"]
 
 _SCHEMA_FIELD = {"schema": _t("integer", "version of this contract", const=SCHEMA_VERSION)}
 _STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -81,6 +54,7 @@ CONTAINER_FIELDS: dict[str, Schema] = {
     "is_gpudesk": _t("boolean", "made by gpudesk (has io.gpudesk.* labels)"),
     "user": _t("string", "the container's login user", null=True),
     "sudo": _t("boolean", "gpudesk gave the login user passwordless sudo (`--sudo`)"),
+    "network": _t("string", "host: on the host's network (`launch --network host`)", null=True),
 }
 
 DEFS: dict[str, Schema] = {
@@ -144,9 +118,10 @@ DEFS: dict[str, Schema] = {
             "script": _t("string", "bundled script name or path in the container"),
             "state": _t(
                 "string",
-                "starting, running, succeeded, failed, stopped, lost or abandoned (its submit"
-                " was cut off before it started)",
-                enum=["starting", "running", "succeeded", "failed", "stopped", "lost", "abandoned"],
+                "starting, running, succeeded, failed, stopped, lost, abandoned (its submit"
+                " was cut off before it started) or degraded (a multi-node run with a node lost"
+                " or failed while others run)",
+                enum=list(RUN_STATES),
             ),
             "exit_code": _t("integer", "exit status once ended", null=True),
             "step": _t("integer", "last logged optimizer step", null=True),
@@ -165,10 +140,25 @@ DEFS: dict[str, Schema] = {
             "last_train": _t("object", "last `train` record of metrics.jsonl", null=True),
             "last_eval": _t("object", "last `eval` record of metrics.jsonl", null=True),
             "error": _t(
-                "string",
-                "the script's error message if it failed, or why it was abandoned",
-                null=True,
+                "string", "the script's error, why it was abandoned, or its broken node", null=True
             ),
+            "nnodes": _t("integer", "nodes (hosts) the run spans; 1 for a one-host run"),
+            "nodes": _list(
+                _ref("Node", "a node"), "a multi-node run's nodes by rank; [] for one host"
+            ),
+        },
+    ),
+    "Node": _obj(
+        "one node (host) of a multi-node run",
+        {
+            "node_rank": _t("integer", "the node's --node-rank: its place in --host"),
+            "host": _t("string", "gpudesk host name"),
+            "container": _t("string", "container it runs in"),
+            "state": _t("string", "its run state; unknown: host not asked", enum=_NODE_STATES),
+            "exit_code": _t("integer", "the node's exit status once ended", null=True),
+            "pid": _t("integer", "process group of the node's torchrun", null=True),
+            "dir": _t("string", "the node's run folder on its host", null=True),
+            "reason": _t("string", "why the node is lost or failed", null=True),
         },
     ),
     "Host": _obj(

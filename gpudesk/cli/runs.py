@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Any
 
-from gpudesk.cli import completion, placement
+from gpudesk.cli import completion, placement, runs_nodes
 from gpudesk.cli.common import (
     CliError,
     HostFailure,
@@ -85,6 +85,14 @@ def _find(fleet: Fleet, names: list[str], run_name: str) -> tuple[HostService, R
 def cmd_submit(args: argparse.Namespace) -> int:
     extra = list(args.args)  # everything after `--` (main.parse_args)
     template = placement.check(args)
+    if "," in (args.host or ""):  # several hosts: a multi-node run
+        if template is not None:
+            raise CliError(
+                "--gpus places a run on one host; a multi-node run names its hosts and "
+                "containers (--host a,b --container c)."
+            )
+        args.nproc = args.nproc if args.nproc is not None else 1
+        return runs_nodes.cmd_submit_nodes(args, extra)
     nproc = args.nproc if args.nproc is not None else (args.gpus or 1)
     fleet = Fleet.build(Inventory.load())
     progress = SubmitProgress()
@@ -128,7 +136,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     failures: list[HostFailure] = []
     with open_fleet() as (inventory, fleet):
         services = connected_services(fleet, _hosts(inventory, args.host), failures)
-        runs = _all_runs(services, failures)
+        runs = runs_nodes.merged_runs(fleet, services, _all_runs(services, failures), failures)
     if not args.host:  # the whole fleet's names, for shell completion
         completion.remember("runs", [r.name for r in runs])
     if args.json:
@@ -145,7 +153,13 @@ MAX_TAIL_LINES = 10_000_000
 def cmd_logs(args: argparse.Namespace) -> int:
     if not 0 <= args.lines <= MAX_TAIL_LINES:
         raise CliError(f"-n must be a number of lines from 0 to {MAX_TAIL_LINES:,}.")
+    runs_nodes.check_node(args)
     with open_fleet() as (inventory, fleet):
+        nodes = runs_nodes.find_nodes(fleet, _hosts(inventory, args.host), args.target)
+        if nodes:
+            return runs_nodes.logs_of_nodes(args, nodes)
+        if args.node is not None:
+            raise CliError(f"--node is for multi-node runs; {args.target} is not one.")
         service, target = _log_target(fleet, _hosts(inventory, args.host), args.target)
 
         closed = threading.Event()
@@ -222,6 +236,9 @@ def cmd_stop_run(args: argparse.Namespace) -> int:
     if args.grace is not None:
         _check_grace(args.grace)  # before connecting: a bad number needs no host to refuse
     with open_fleet() as (inventory, fleet):
+        nodes = runs_nodes.find_nodes(fleet, _hosts(inventory, args.host), args.run)
+        if nodes:
+            return runs_nodes.stop_all_nodes(nodes, args.grace)
         service, run = _find(fleet, _hosts(inventory, args.host), args.run)
         grace = args.grace if args.grace is not None else default_grace(run)
         _check_grace(grace)
@@ -236,18 +253,22 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "submit",
         help="start a training run in a running container",
-        usage="gpudesk submit (--host H --container C | --gpus N [--template T]) [--nproc N]"
-        " [--name RUN] SCRIPT [-- SCRIPT_ARGS ...]",
+        usage="gpudesk submit (--host H[,H2...] --container C[,C2...] | --gpus N [--template T])"
+        " [--nproc N] [--name RUN] SCRIPT [-- SCRIPT_ARGS ...]",
         description="Start SCRIPT (textcls, translate, lm, recsys, or an absolute path in the "
         "container) detached in CONTAINER. gpudesk's options go before or after SCRIPT; "
         "everything after -- goes to the script, and a bundled script checks those arguments "
         "before anything starts.",
     )
-    p.add_argument("--host", metavar="H")
-    p.add_argument("--container", metavar="C")
+    p.add_argument("--host", metavar="H", help="a host, or several (a,b) for a multi-node run")
+    p.add_argument(
+        "--container",
+        metavar="C",
+        help="the container; for a multi-node run one name on every host or one per host (c1,c2)",
+    )
     placement.add_arguments(p)
     p.add_argument(
-        "--nproc", type=int, metavar="N", help="processes (torchrun; default --gpus or 1)"
+        "--nproc", type=int, metavar="N", help="processes (torchrun) per node; default --gpus or 1"
     )
     p.add_argument("--name", metavar="RUN", help="run name (default <script>-<time>)")
     p.add_argument("script", metavar="SCRIPT")
@@ -265,6 +286,9 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep following")
     p.add_argument("-n", "--lines", type=int, default=logs.DEFAULT_TAIL, metavar="N")
     p.add_argument("--host", metavar="H")
+    p.add_argument(
+        "--node", type=int, metavar="K", help="a multi-node run: only node K (default: every node)"
+    )
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("stop-run", help="stop a run: SIGTERM (it checkpoints), then SIGKILL")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from gpudesk.core import sshconfig
+from gpudesk.core import shell, sshconfig
 from gpudesk.core.config import Host, HostKind, Inventory, Paths
 from gpudesk.core.containers import (
     ContainerError,
@@ -42,6 +42,9 @@ from gpudesk.core.forwards import Forward, ForwardKey, PortMemory, local_opener
 from gpudesk.core.sshauth import DEFAULT_IDENTITIES
 
 PROBE_TIMEOUT = 3.0
+_FREE_PORT = (
+    "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+)
 _SPEC_FIELDS = {f.name for f in fields(LaunchSpec)}
 _RESOLVED = {"workspace", "public_key", "jupyter_token"}
 
@@ -61,6 +64,7 @@ class LaunchRequest:
     sudo: bool = False  # passwordless sudo for the container user; off: sudo is refused
     pull: bool = False  # pull the base image onto the host when it is missing
     simulated: bool = False  # GPUs are simulated: labelled, not handed to Docker
+    network: str = ""  # "host": the host's network (multi-node runs); see LaunchSpec
 
     def spec(self, *, workspace: str, public_key: str, jupyter_token: str | None) -> LaunchSpec:
         """The engine-level spec: this request's fields that LaunchSpec shares, plus the rest."""
@@ -208,6 +212,18 @@ class DevContainers:
             lambda command: self.service.conn.exec(command, timeout=30), path, self.host.name
         )
 
+    def free_host_port(self) -> int:
+        """A port nothing listens on on the host's loopback, for a host-network container's
+        server (the kernel picks it; the container binds it moments later)."""
+        result = self.service.conn.exec(shell.command(["python3", "-c", _FREE_PORT]), timeout=30)
+        text = result.text().strip() if result.ok else ""
+        if not text.isdigit():
+            raise ContainerError(
+                f"Could not find a free port on {self.host.name} for the container's server;"
+                " is python3 there?"
+            )
+        return int(text)
+
     def _open(self, port: int) -> Any:
         return self.service.conn.open_tcp("127.0.0.1", port, PROBE_TIMEOUT)
 
@@ -232,6 +248,8 @@ class DevContainers:
         token = generate_token() if request.flavour is Flavour.JUPYTER else None
         workspace = self.resolve_workspace(request.name, request.workspace)
         spec = request.spec(workspace=workspace, public_key=public_key, jupyter_token=token)
+        if spec.network:
+            spec.host_port = self.free_host_port()
         if request.pull and not request.image:
             engine = self.engine()
             built = engine.image_exists(image_tag(request.flavour, request.base_image))

@@ -22,6 +22,7 @@ from typing import Any
 
 from gpudesk.core.config import Paths, atomic_write
 from gpudesk.core.containers import ContainerError
+from gpudesk.core.containers.model import listen_binding, network_mode
 from gpudesk.core.tunnels import Tunnel
 
 STATE_NAME = "forwards.json"
@@ -104,6 +105,13 @@ def target_from_attrs(attrs: dict[str, Any], port: int) -> tuple[str, int]:
     name = str(attrs.get("Name", "")).lstrip("/") or "the container"
     if state.get("Status") != "running":
         raise ForwardError(f"{name} is {state.get('Status', 'not running')}; start it first.")
+    if network_mode(attrs):
+        # The host's network: the container's ports are the host's; its SSH or Jupyter server
+        # listens on the port gpudesk picked rather than on 22 or 8888.
+        for binding in listen_binding(attrs):
+            if binding.container_port == f"{port}/tcp":
+                return binding.host_ip, binding.host_port
+        return "127.0.0.1", port
     settings = attrs.get("NetworkSettings") or {}
     for binding in (settings.get("Ports") or {}).get(f"{port}/tcp") or []:
         host_port = str(binding.get("HostPort") or "")

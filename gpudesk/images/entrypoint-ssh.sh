@@ -25,6 +25,11 @@ KbdInteractiveAuthentication no
 PermitRootLogin no
 AllowUsers $GPUDESK_USER
 CONF
+# Host networking (gpudesk launch --network host): the host's port 22 is the host's own sshd,
+# so this one listens on the free loopback port gpudesk picked.
+if [ -n "${GPUDESK_LISTEN_PORT:-}" ]; then
+    echo "ListenAddress 127.0.0.1:$GPUDESK_LISTEN_PORT" >> /etc/ssh/sshd_config.d/gpudesk.conf
+fi
 
 # Keys are made on the first start of each container and kept across its restarts.
 ssh-keygen -A >/dev/null

@@ -83,6 +83,8 @@ def container_row(
 ) -> Row:
     """One container's cells and what each column sorts by."""
     ports = ", ".join(f"{p.host_ip}:{p.host_port}→{p.container_port}" for p in info.ports)
+    if info.network:  # nothing published: the container is on the host's network
+        ports = f"host net {ports}".strip()
     running = info.state == "running"
     usage = usage if running else None
     up = uptime_seconds(info, now)

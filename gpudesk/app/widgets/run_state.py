@@ -12,4 +12,5 @@ STATE_STYLE = {
     RunState.STOPPED: "magenta",
     RunState.LOST: "red",
     RunState.ABANDONED: "red",
+    RunState.DEGRADED: "bold yellow",
 }

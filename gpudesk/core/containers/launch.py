@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpudesk.core.containers.engine import ContainerEngine, logs_tail
 from gpudesk.core.containers.model import (
+    HOST_NETWORK,
     LOG_TAIL,
     WORKSPACE,
     BaseImageMissingError,
@@ -35,6 +36,7 @@ from gpudesk.core.flavours import (
     Flavour,
     GpudeskLabels,
     generate_token,
+    label,
     validate_name,
     validate_user,
 )
@@ -76,6 +78,22 @@ def check_memory(memory: str | None) -> None:
         )
 
 
+def check_network(spec: LaunchSpec) -> int | None:
+    """The host loopback port the server listens on with host networking, else None."""
+    if not spec.network:
+        return None
+    if spec.network != HOST_NETWORK:
+        raise ContainerError(
+            f"{spec.network!r} is not a network gpudesk launches on; use host or leave it out."
+        )
+    if spec.host_port is None or not 1024 <= spec.host_port <= 65535:
+        raise ContainerError(
+            "A container on the host network needs a free port on the host for its server;"
+            " none was picked."
+        )
+    return spec.host_port
+
+
 class Containers(ContainerEngine):
     """Dev container operations on one Docker engine: queries, actions and launch."""
 
@@ -103,6 +121,7 @@ class Containers(ContainerEngine):
         validate_user(spec.user)
         check_workspace(spec.workspace)
         check_memory(spec.memory)
+        listen = check_network(spec)
         if spec.flavour is Flavour.SSH and not spec.public_key.strip():
             raise ContainerError("An SSH container needs your public key; none was given.")
         if self.exists(spec.name):
@@ -134,6 +153,8 @@ class Containers(ContainerEngine):
             environment["GPUDESK_AUTHORIZED_KEYS"] = spec.public_key.strip()
         if token is not None:
             environment["JUPYTER_TOKEN"] = token
+        if listen is not None:
+            environment["GPUDESK_LISTEN_PORT"] = str(listen)
         labels = GpudeskLabels(
             flavour=spec.flavour,
             owner=spec.owner,
@@ -143,6 +164,9 @@ class Containers(ContainerEngine):
             ports=(spec.flavour.container_port,),
             sudo=spec.sudo,
         ).to_labels()
+        if listen is not None:
+            labels[label("network")] = HOST_NETWORK
+            labels[label("listen")] = f"127.0.0.1:{listen}"
         kwargs: dict[str, Any] = {
             "name": spec.name,
             "hostname": spec.name.replace("_", "-").replace(".", "-"),
@@ -157,6 +181,12 @@ class Containers(ContainerEngine):
             # Kernels and ssh sessions leave orphans behind; Docker's init reaps them.
             "init": True,
         }
+        if listen is not None:
+            # The host's network namespace (multi-node runs reach each other directly); the
+            # server listens on the host's loopback itself, so nothing is published, and the
+            # hostname is the host's own.
+            del kwargs["ports"], kwargs["hostname"]
+            kwargs["network_mode"] = HOST_NETWORK
         if device_requests:
             kwargs["device_requests"] = device_requests
         if spec.memory:

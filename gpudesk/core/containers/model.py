@@ -16,6 +16,7 @@ from gpudesk.core.flavours import (
     Flavour,
     GpudeskLabels,
     is_gpudesk,
+    label,
 )
 
 WORKSPACE = "/workspace"  # where every dev container mounts its workspace folder
@@ -101,6 +102,7 @@ class ContainerInfo:
     labels: dict[str, str]
     is_gpudesk: bool
     user: str = ""
+    network: str = ""  # "host" when the container shares the host's network namespace
 
     @property
     def uptime_text(self) -> str:
@@ -164,6 +166,10 @@ class LaunchSpec:
     jupyter_token: str | None = None
     # The GPUs are simulated (GPUDESK_SIMULATE_GPUS): labelled as asked, but no devices.
     simulated: bool = False
+    # "host": the container shares the host's network (multi-node runs); its SSH or Jupyter
+    # server then listens on the host's 127.0.0.1:host_port, a free port the caller picked.
+    network: str = ""
+    host_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -225,7 +231,29 @@ def _parse_time(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+HOST_NETWORK = "host"
+
+
+def network_mode(attrs: dict[str, Any]) -> str:
+    """ "host" for a container on the host's network, else ""."""
+    mode = str((attrs.get("HostConfig") or {}).get("NetworkMode") or "")
+    return HOST_NETWORK if mode == HOST_NETWORK else ""
+
+
+def listen_binding(attrs: dict[str, Any]) -> list[PortBinding]:
+    """A host-network container's server port, from the label launch wrote (nothing is
+    published: the server listens on the host's loopback itself)."""
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    parsed = GpudeskLabels.from_labels(labels)
+    host, _, port = str(labels.get(label("listen")) or "").rpartition(":")
+    if parsed is None or not port.isdigit():
+        return []
+    return [PortBinding(host or "127.0.0.1", int(port), parsed.flavour.port_key)]
+
+
 def _ports(attrs: dict[str, Any]) -> list[PortBinding]:
+    if network_mode(attrs):
+        return listen_binding(attrs)
     result: list[PortBinding] = []
     raw = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
     for container_port, bindings in sorted(raw.items()):
@@ -290,6 +318,7 @@ def info_from_attrs(attrs: dict[str, Any], now: datetime | None = None) -> Conta
         labels=labels,
         is_gpudesk=parsed is not None,
         user=parsed.user if parsed else "",
+        network=network_mode(attrs),
     )
 
 

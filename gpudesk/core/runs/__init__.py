@@ -7,6 +7,7 @@
 - :mod:`.discovery`: list runs from their folders (read on the host by
   ``payload/run_reader.py``) and find one by name;
 - :mod:`.control`: stop or rerun a run;
+- :mod:`.multinode`: one run over several hosts (one torchrun per node), one row per run;
 - :mod:`.container`: the Docker calls they share.
 
 The names below are the package's public interface.

@@ -36,6 +36,7 @@ class StopResult:
 
 
 MIN_GRACE = 10.0
+EXIT_BARRIER_S = 20.0
 
 
 def default_grace(run: Run) -> float:
@@ -46,7 +47,9 @@ def default_grace(run: Run) -> float:
     ``ckpt`` line's ``seconds`` (3x it, plus 5 s for the step), never under 10 s.
     """
     written = run.metrics.ckpt_seconds
-    return MIN_GRACE if written is None else max(MIN_GRACE, 3 * written + 5)
+    grace = MIN_GRACE if written is None else max(MIN_GRACE, 3 * written + 5)
+    # A multi-node run's torchruns also meet at an exit barrier on node 0 before they end.
+    return grace + EXIT_BARRIER_S if run.nnodes > 1 else grace
 
 
 def stop_run(service: Service, run: Run | str, grace: float | None = None) -> StopResult:

@@ -52,10 +52,59 @@ class RunState(StrEnum):
     STOPPED = "stopped"
     LOST = "lost"
     ABANDONED = "abandoned"
+    DEGRADED = "degraded"  # a multi-node run with a node lost or failed and others running
 
     @property
     def finished(self) -> bool:
-        return self not in (RunState.STARTING, RunState.RUNNING)
+        return self not in (RunState.STARTING, RunState.RUNNING, RunState.DEGRADED)
+
+
+@dataclass(frozen=True)
+class NodeLaunch:
+    """One node of a multi-node run: how its torchrun joins PyTorch's c10d rendezvous."""
+
+    nnodes: int
+    node_rank: int
+    endpoint: str  # node 0's address:port, where the rendezvous store listens
+    rdzv_id: str  # the run id, the same on every node
+    local_addr: str  # this node's address as the other nodes reach it
+    env: dict[str, str]  # NCCL_SOCKET_IFNAME / GLOO_SOCKET_IFNAME for this node
+    record: dict[str, Any]  # what run.json says about the whole run (its nodes)
+
+    def torchrun_args(self) -> list[str]:
+        is_host = "1" if self.node_rank == 0 else "0"
+        return [
+            "--nnodes", str(self.nnodes), "--node-rank", str(self.node_rank),
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", self.endpoint,
+            "--rdzv-id", self.rdzv_id, "--rdzv-conf", f"is_host={is_host}",
+            "--local-addr", self.local_addr,
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node of a multi-node run as `gpudesk runs` shows it."""
+
+    node_rank: int
+    host: str
+    container: str
+    state: str  # a RunState value, or "unknown" when that host was not asked
+    exit_code: int | None = None
+    pid: int | None = None
+    dir: str = ""
+    reason: str | None = None  # why the node is lost or failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node_rank": self.node_rank,
+            "host": self.host,
+            "container": self.container,
+            "state": self.state,
+            "exit_code": self.exit_code,
+            "pid": self.pid,
+            "dir": self.dir or None,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -120,6 +169,17 @@ class Run:
     record: dict[str, Any] = field(default_factory=dict)
     log_tail: list[str] = field(default_factory=list)
     now: float = field(default_factory=time.time)
+    nodes: list[NodeStatus] = field(default_factory=list)  # a multi-node run's nodes
+    reason: str | None = None  # why a multi-node run is degraded or failed
+
+    @property
+    def run_id(self) -> str:
+        return str(self.record.get("id") or "")
+
+    @property
+    def nnodes(self) -> int:
+        value = self.record.get("nnodes")
+        return value if isinstance(value, int) and value > 1 else 1
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -142,9 +202,12 @@ class Run:
 
     @property
     def state_text(self) -> str:
+        text = self.state.value
         if self.state is RunState.FAILED and self.exit_code is not None:
-            return f"failed ({self.exit_code})"
-        return self.state.value
+            text = f"failed ({self.exit_code})"
+        if self.nodes:  # per node, in node-rank order
+            text += " [" + ",".join(n.state for n in self.nodes) + "]"
+        return text
 
     def to_json(self) -> dict[str, Any]:
         m = self.metrics
@@ -169,7 +232,11 @@ class Run:
             "dir": self.dir,
             "last_train": m.last_train,
             "last_eval": m.last_eval,
-            "error": m.error or (ABANDONED_REASON if self.state is RunState.ABANDONED else None),
+            "error": m.error
+            or self.reason
+            or (ABANDONED_REASON if self.state is RunState.ABANDONED else None),
+            "nnodes": self.nnodes,
+            "nodes": [n.to_json() for n in self.nodes],
         }
 
 

@@ -27,6 +27,7 @@ from gpudesk.core.runs.model import (
     PID_WAIT,
     RUNS_DIR,
     SCRIPTS_DIR,
+    NodeLaunch,
     Run,
     RunError,
     RunSpec,
@@ -75,14 +76,18 @@ def scripts_hash(files: dict[str, bytes]) -> str:
 # ------------------------------------------------------------------------- commands
 
 
-def run_command(python: str, script_path: str, out_dir: str, spec: RunSpec) -> list[str]:
-    """The argv of the training process; torchrun (as a module) for more than one process."""
+def run_command(
+    python: str, script_path: str, out_dir: str, spec: RunSpec, node: NodeLaunch | None = None
+) -> list[str]:
+    """The argv of the training process; torchrun (as a module) for more than one process,
+    joining a c10d rendezvous for one node of a multi-node run."""
     launcher = [python]
-    if spec.nproc > 1:
+    if spec.nproc > 1 or node is not None:
         # torchrun via the bundled ddp_launch.py, which leaves SIGTERM to the ranks so a
         # stopped run checkpoints and exits 0 (plain torchrun exits 1 with a traceback)
         launch = posixpath.join(posixpath.dirname(script_path), "ddp_launch.py")
-        launcher += [launch, "--standalone", "--nproc_per_node"]
+        rendezvous = ["--standalone"] if node is None else node.torchrun_args()
+        launcher += [launch, *rendezvous, "--nproc_per_node"]
         launcher.append(str(spec.nproc))
     return [*launcher, script_path, "--out", out_dir, *spec.args]
 
@@ -132,6 +137,7 @@ def submit(
     *,
     now: datetime | None = None,
     progress: SubmitProgress | None = None,
+    node: NodeLaunch | None = None,
 ) -> Run:
     """Start a run detached in a running gpudesk container.
 
@@ -175,8 +181,13 @@ def submit(
             raise RunError(f"There is no file {script_path} in {container_name}; check the path.")
 
     run_dir = f"{RUNS_DIR}/{name}"
-    argv = run_command(python, script_path, run_dir, spec)
-    env = {**dict(spec.env), "GPUDESK_RUN": name, "PYTHONUNBUFFERED": "1"}
+    argv = run_command(python, script_path, run_dir, spec, node)
+    env = {
+        **dict(spec.env),
+        "GPUDESK_RUN": name,
+        "PYTHONUNBUFFERED": "1",
+        **(node.env if node else {}),
+    }
     record: dict[str, Any] = {
         "id": f"{name}-{int(time.time() * 1000):x}",
         "name": name,
@@ -192,6 +203,8 @@ def submit(
         "pid": None,  # the run folder's pid file is the truth; see discovery
         "gpudesk_version": __version__,
     }
+    if node is not None:  # one node of a multi-node run: the same id on every node
+        record.update(node.record, id=node.rdzv_id, node_rank=node.node_rank)
     if progress is not None:
         progress.run = name
         progress.stage = SubmitStage.STARTING
