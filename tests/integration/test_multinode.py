@@ -208,7 +208,9 @@ def test_stop_run_of_a_two_node_run_stops_every_node_with_a_checkpoint(
 
     listed = shell(readme_line("gpudesk runs  "))
     row = next(line for line in listed.stdout.splitlines() if line.startswith(name))
-    assert "running [running,running]" in row, listed.stdout
+    if "running [running,running]" not in row:  # say why, from the JSON's per-node reasons
+        detail = shell("gpudesk runs --json")
+        raise AssertionError(f"{listed.stdout}\n{detail.stdout}\n{detail.stderr}")
     node_log = shell(readme_line(f"gpudesk logs {name} --node "))
     assert node_log.returncode == 0, node_log.stderr
 
