@@ -137,15 +137,21 @@ def _header_lines(text: str) -> dict[str, int]:
     return found
 
 
-def _host_from_table(name: str, table: Any, where: str) -> Host:
+def check_table(header: str, table: Any, known: set[str], where: str) -> dict[str, Any]:
+    """``table`` (read from ``[header]`` in ``where``) as a dict of only ``known`` keys."""
     if not isinstance(table, dict):
-        raise ConfigError(f"{where}: [hosts.{name}] must be a table.")
-    unknown = set(table) - _HOST_KEYS
+        raise ConfigError(f"{where}: [{header}] must be a table.")
+    unknown = set(table) - known
     if unknown:
         raise ConfigError(
-            f"{where}: [hosts.{name}] has unknown key(s) {', '.join(sorted(unknown))}; "
-            f"allowed are {', '.join(sorted(_HOST_KEYS))}."
+            f"{where}: [{header}] has unknown key(s) {', '.join(sorted(unknown))}; "
+            f"allowed are {', '.join(sorted(known))}."
         )
+    return table
+
+
+def _host_from_table(name: str, table: Any, where: str) -> Host:
+    table = check_table(f"hosts.{name}", table, _HOST_KEYS, where)
     hostname = table.get("hostname")
     if not isinstance(hostname, str) or not hostname:
         raise ConfigError(f"{where}: [hosts.{name}] needs a hostname string.")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpudesk.core.config import ConfigError, Paths, validate_name
+from gpudesk.core.config import ConfigError, Paths, check_table, validate_name
 from gpudesk.core.flavours import DEFAULT_BASE_IMAGE, Flavour
 
 DEFAULT_TEMPLATE = "default"
@@ -50,14 +50,7 @@ class Template:
 
 
 def _template(name: str, table: Any, where: str) -> Template:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: [templates.{name}] must be a table.")
-    unknown = set(table) - _KEYS
-    if unknown:
-        raise ConfigError(
-            f"{where}: [templates.{name}] has unknown key(s) {', '.join(sorted(unknown))};"
-            f" known keys are {', '.join(sorted(_KEYS))}."
-        )
+    table = check_table(f"templates.{name}", table, _KEYS, where)
     for key in _KEYS - {"sudo"}:
         if key in table and not isinstance(table[key], str):
             raise ConfigError(f"{where}: [templates.{name}] {key} must be a string.")
